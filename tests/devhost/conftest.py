@@ -1,0 +1,103 @@
+"""Fixtures for devhost fidelity tests: real Azurite, and devhost processes running sample apps."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.services import Azurite
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """Azurite on its standard ports (started if nothing listens there); yields the connection string."""
+    service = Azurite(state_dir=REPO / ".devhost")
+    service.start()
+    yield "UseDevelopmentStorage=true"
+    service.stop()
+
+
+@dataclass
+class DevhostProcess:
+    process: subprocess.Popen[str]
+    base_url: str
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_devhost(app_dir: Path, log_path: Path, env: dict[str, str] | None = None,
+                  port: int | None = None, wait: bool = True) -> DevhostProcess:
+    """Start `python -m devhost` on a sample app and wait until its HTTP endpoint answers."""
+    port = port or free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--script-root", str(app_dir), "--port", str(port)],
+        cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+    )
+    host = DevhostProcess(process, f"http://127.0.0.1:{port}", log_path)
+    if wait:
+        _wait_ready(host)
+    return host
+
+
+def _wait_ready(host: DevhostProcess, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if host.process.poll() is not None:
+            raise RuntimeError(f"devhost exited with {host.process.returncode}:\n{host.logs()}")
+        try:
+            if requests.get(f"{host.base_url}/admin/host/status", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    host.stop()
+    raise RuntimeError(f"devhost did not become ready in {seconds}s:\n{host.logs()}")
+
+
+@pytest.fixture
+def devhost(tmp_path: Path, azurite: str) -> Iterator[Callable[..., DevhostProcess]]:
+    """Factory: devhost(app_name_or_dir, env=...) starts a host; all are stopped after the test."""
+    started: list[DevhostProcess] = []
+
+    def factory(app: str | Path, env: dict[str, str] | None = None, **kwargs: object) -> DevhostProcess:
+        app_dir = app if isinstance(app, Path) else APPS / app
+        host = start_devhost(app_dir, tmp_path / f"devhost-{len(started)}.log", env, **kwargs)  # type: ignore[arg-type]
+        started.append(host)
+        return host
+
+    yield factory
+    for host in started:
+        host.stop()
