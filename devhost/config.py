@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ class HostConfig:
         path = script_root / "host.json"
         if not path.is_file():
             raise ConfigError(f"{path} not found: a Functions app folder needs a host.json")
-        raw = json.loads(path.read_text())
+        raw = _with_environment_overrides(json.loads(path.read_text()), os.environ)
         extensions = raw.get("extensions", {})
         return cls(
             route_prefix=str(extensions.get("http", {}).get("routePrefix", "api")).strip("/"),
@@ -79,6 +79,20 @@ class HostConfig:
             durable_hub_name=_expand_setting(extensions.get("durableTask", {}).get("hubName", "TestHubName")),
             raw=raw,
         )
+
+
+def _with_environment_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply `AzureFunctionsJobHost__a__b=value` app settings over host.json, as the host does."""
+    prefix = "AzureFunctionsJobHost__"
+    for name, value in environ.items():
+        if not name.startswith(prefix):
+            continue
+        *parents, leaf = name[len(prefix):].split("__")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return raw
 
 
 def _function_timeout(value: str | None) -> float | None:

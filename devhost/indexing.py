@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from devhost.config import ConfigError
 
 SUPPORTED_TRIGGERS = frozenset({"httpTrigger", "queueTrigger", "timerTrigger", "orchestrationTrigger", "activityTrigger"})
 SUPPORTED_BINDINGS = SUPPORTED_TRIGGERS | {"http", "queue", "durableClient"}
+# The Functions host rejects any other binding name when it loads the app.
+_BINDING_NAME = re.compile(r"^([a-zA-Z][a-zA-Z0-9]{0,127}|\$return)$")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ def _describe(function: Any) -> FunctionSpec:
 
 def _check_supported(spec: FunctionSpec) -> None:
     for binding in spec.bindings:
+        if not _BINDING_NAME.match(binding["name"]):
+            raise ConfigError(
+                f"function '{spec.name}': the binding name '{binding['name']}' is invalid "
+                "(the host allows letters and digits only, starting with a letter)"
+            )
         if binding["type"] not in SUPPORTED_BINDINGS:
             raise ConfigError(
                 f"function '{spec.name}': binding '{binding['name']}' of type '{binding['type']}' "

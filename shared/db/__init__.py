@@ -1,0 +1,21 @@
+"""Trawl's PostgreSQL layer: pooled connections, migrations, the unit of work and repositories.
+
+All SQL lives in this package; callers borrow a unit of work (`uow(pool)`) and use its
+`jobs` repository for writes and `queries` for the API's listings.
+"""
+
+from shared.db.connection import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect
+from shared.db.migrate import migrate
+from shared.db.unit_of_work import UnitOfWork, in_transaction, uow
+
+__all__ = [
+    "ConnectionPool",
+    "DatabaseConfig",
+    "EntraDatabase",
+    "UnitOfWork",
+    "UrlDatabase",
+    "connect",
+    "in_transaction",
+    "migrate",
+    "uow",
+]

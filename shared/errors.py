@@ -1,0 +1,71 @@
+"""Domain errors, each knowing its HTTP status, rendered once at the edge as RFC 9457 problems."""
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_TYPE_BASE = "https://trawl.dev/problems/"
+
+
+class TrawlError(Exception):
+    """Base of every error a caller may see; `status` and `slug` pick the problem type."""
+
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The application/problem+json body for this error."""
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        return {**body, **self.extensions}
+
+
+class BadRequest(TrawlError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(TrawlError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(TrawlError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(TrawlError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(TrawlError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(TrawlError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class ValidationFailed(TrawlError):
+    status, slug, title = 422, "validation-failed", "Request is not valid"
+
+
+class RateLimited(TrawlError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int, **extensions: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extensions)
+        self.retry_after = retry_after
+
+
+class Unavailable(TrawlError):
+    status, slug, title = 503, "unavailable", "A dependency is unavailable"

@@ -1,0 +1,70 @@
+"""The job orchestration's decisions as pure functions: no clock, no I/O, so replay stays deterministic."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.models import JobOutcome
+
+# Each loop of the orchestration adds about ten history events; restarting the history every so
+# many loops keeps a long job's replay cost flat (continue_as_new).
+LOOPS_PER_GENERATION = 12
+
+
+class OrchestrationInput(BaseModel):
+    """What one orchestration generation starts from; ids and small numbers only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: UUID
+    deadline_at: datetime
+    tick_seconds: int
+    batch_size: int
+    enqueued: bool = False
+
+
+class ProgressSnapshot(BaseModel):
+    """The job's state as an activity read it from PostgreSQL (the source of truth)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    cancel_requested: bool
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.succeeded - self.failed - self.skipped
+
+    def custom_status(self) -> dict[str, int]:
+        return {"total": self.total, "succeeded": self.succeeded, "failed": self.failed, "skipped": self.skipped}
+
+
+def enqueue_batches(total: int, batch_size: int) -> list[tuple[int, int]]:
+    """Half-open seq ranges [start, end) covering all items, one enqueue activity each."""
+    return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+
+
+def next_wake(now: datetime, deadline_at: datetime, tick_seconds: int) -> datetime:
+    """When the orchestration next checks progress: the next tick, or the deadline if sooner."""
+    return min(deadline_at, now + timedelta(seconds=tick_seconds))
+
+
+def decide(progress: ProgressSnapshot, now: datetime, deadline_at: datetime) -> JobOutcome | None:
+    """The outcome that ends the job now, or None to keep waiting.
+
+    A cancel request wins over completion, so that a caller who cancelled sees `cancelled` even if
+    the last item finished in the same moment; completion wins over the deadline for the same reason.
+    """
+    if progress.cancel_requested:
+        return JobOutcome.CANCELLED
+    if progress.remaining <= 0:
+        return JobOutcome.COMPLETED
+    if now >= deadline_at:
+        return JobOutcome.TIMED_OUT
+    return None

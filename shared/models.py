@@ -1,0 +1,292 @@
+"""Trawl's domain: job and item status machines, owners, and the records the database returns.
+
+Plain pydantic models with no I/O, shared by the API, the orchestration and the workers.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.errors import Conflict
+
+
+class JobStatus(StrEnum):
+    """Where a job is in `pending -> running -> final`; pending may also go straight to
+    cancelled or failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job can no longer change."""
+        return self not in (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+class ItemStatus(StrEnum):
+    """Where one URL of a job is: `pending -> succeeded | failed | skipped`."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the item can no longer change."""
+        return self is not ItemStatus.PENDING
+
+
+class JobOutcome(StrEnum):
+    """What ends a job; `finalise_job` turns it into a final `JobStatus`."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+# The job statuses each outcome may leave: the status machine's final edges.
+OUTCOME_SOURCES: dict[JobOutcome, frozenset[JobStatus]] = {
+    JobOutcome.COMPLETED: frozenset({JobStatus.RUNNING}),
+    JobOutcome.TIMED_OUT: frozenset({JobStatus.RUNNING}),
+    JobOutcome.FAILED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    JobOutcome.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+}
+
+
+class JobEventType(StrEnum):
+    """The audit log's vocabulary (enforced by a check constraint on `job_events.event`).
+
+    submitted         job and items created (data: total, idempotency_key, parent_job_id)
+    started           pending -> running
+    item_failed       an item failed permanently (data: seq, code, http_status)
+    item_skipped      one item skipped (data: seq)
+    items_skipped     pending items skipped in bulk outside a finalisation (data: count)
+    cancel_requested  a caller asked to cancel (actor, reason)
+    cancelled         job finalised as cancelled (data: skipped)
+    timed_out         job finalised at its deadline (data: skipped)
+    finished          job completed (data: status and counters)
+    failed            job-level failure (reason; data: skipped)
+    """
+
+    SUBMITTED = "submitted"
+    STARTED = "started"
+    ITEM_FAILED = "item_failed"
+    ITEM_SKIPPED = "item_skipped"
+    ITEMS_SKIPPED = "items_skipped"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class Owner(BaseModel):
+    """The Entra ID principal a job belongs to: every caller-facing query is scoped to it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    object_id: str
+
+    @property
+    def actor(self) -> str:
+        """How this owner appears as `actor` in the audit log."""
+        return f"{self.tenant_id}/{self.object_id}"
+
+
+# Owns every job until authentication lands; not a valid Entra tenant or object id.
+ANONYMOUS_OWNER = Owner(tenant_id="anonymous", object_id="anonymous")
+
+# Actor of audit rows written by the service itself rather than a caller.
+SYSTEM_ACTOR = "system"
+
+
+class Job(BaseModel):
+    """One submitted scraping job with its item counters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    owner: Owner
+    status: JobStatus
+    options: dict[str, Any]
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime
+    cancel_requested_at: datetime | None
+    cancel_requested_by: str | None
+    cancel_reason: str | None
+    parent_job_id: UUID | None
+    idempotency_key: str | None
+    error: str | None
+
+    @property
+    def remaining(self) -> int:
+        """Items not yet final."""
+        return self.total - self.succeeded - self.failed - self.skipped
+
+
+class JobItem(BaseModel):
+    """One URL of a job and what scraping it produced."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: UUID
+    seq: int
+    url: str
+    status: ItemStatus
+    attempts: int
+    last_error_code: str | None
+    last_error_message: str | None
+    http_status: int | None
+    final_url: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    result: dict[str, Any] | None
+
+
+class JobEvent(BaseModel):
+    """One row of a job's append-only audit log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    job_id: UUID
+    at: datetime
+    actor: str
+    event: JobEventType
+    reason: str | None
+    data: dict[str, Any] | None
+
+
+class Progress(BaseModel):
+    """A job's status and counters: what the orchestrator polls."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: UUID
+    status: JobStatus
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    cancel_requested: bool
+    deadline_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        """Items not yet final."""
+        return self.total - self.succeeded - self.failed - self.skipped
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """The result of `create_job`: `replayed` is True when an idempotency key returned an
+    existing job instead of creating one."""
+
+    job: Job
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """What a worker needs to scrape one item: the item and its job's state and options."""
+
+    job_status: JobStatus
+    cancel_requested: bool
+    deadline_at: datetime
+    options: dict[str, Any]
+    item: JobItem
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """The result of an item transition: `changed` is False when it was already final (a
+    repeated delivery); `remaining` counts the job's non-final items after this call."""
+
+    changed: bool
+    item_status: ItemStatus
+    job_status: JobStatus
+    remaining: int
+
+
+class CancelResult(StrEnum):
+    """How a cancel request landed."""
+
+    NOT_FOUND = "not_found"
+    ALREADY_FINAL = "already_final"
+    REQUESTED = "requested"
+    ALREADY_REQUESTED = "already_requested"
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """The result of `request_cancel`, with the job as it now is (None when not found)."""
+
+    result: CancelResult
+    job: Job | None
+
+
+@dataclass(frozen=True)
+class FinaliseOutcome:
+    """The result of `finalise_job`: `changed` is False when the job was already final or the
+    outcome is not allowed yet; `job` always shows the current state."""
+
+    changed: bool
+    job: Job
+
+
+@dataclass(frozen=True)
+class JobPageKey:
+    """Keyset position in a newest-first job listing: the last job of the previous page."""
+
+    created_at: datetime
+    id: UUID
+
+    @classmethod
+    def after(cls, job: Job) -> "JobPageKey":
+        """The key that continues a listing after `job`."""
+        return cls(created_at=job.created_at, id=job.id)
+
+
+class JobNotFoundError(LookupError):
+    """An internal caller (orchestrator, worker) named a job that does not exist."""
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class ItemNotFoundError(LookupError):
+    """A worker named an item that does not exist: a permanent error, never retried."""
+
+    def __init__(self, job_id: UUID, seq: int) -> None:
+        super().__init__(f"item {seq} of job {job_id} not found")
+        self.job_id = job_id
+        self.seq = seq
+
+
+class IdempotencyKeyConflictError(Conflict):
+    """The owner reused a live idempotency key with a different request."""
+
+    def __init__(self, idempotency_key: str, job_id: UUID) -> None:
+        super().__init__(f"idempotency key {idempotency_key!r} was used for a different request")
+        self.idempotency_key = idempotency_key
+        self.job_id = job_id

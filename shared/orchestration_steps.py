@@ -1,0 +1,42 @@
+"""The job orchestration's activities as plain functions over PostgreSQL and the item queue."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from shared.db import ConnectionPool, in_transaction
+from shared.item_queue import ItemQueue
+from shared.messages import ItemMessage
+from shared.models import SYSTEM_ACTOR, JobOutcome
+
+log = logging.getLogger(__name__)
+
+
+def start_job(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
+    """Mark the job running (idempotent) and report its status and size."""
+    def step(tx: Any) -> dict[str, Any]:
+        tx.jobs.mark_job_running(job_id)
+        progress = tx.jobs.progress(job_id)
+        return {"status": progress.status.value, "total": progress.total}
+    return in_transaction(pool, step)
+
+
+def enqueue_items(pool: ConnectionPool, queue: ItemQueue, job_id: UUID, start: int, end: int,
+                  traceparent: str | None = None) -> int:
+    """Send a message for each still-pending item with seq in [start, end); final items are not re-sent."""
+    seqs = in_transaction(pool, lambda tx: tx.jobs.pending_item_seqs(job_id, after_seq=start - 1, limit=end - start))
+    messages = [ItemMessage(job_id=job_id, seq=seq, traceparent=traceparent) for seq in seqs if seq < end]
+    return queue.send(messages)
+
+
+def job_progress(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
+    """The job's counters and flags, as the orchestrator's ProgressSnapshot reads them."""
+    return in_transaction(pool, lambda tx: tx.jobs.progress(job_id)).model_dump(mode="json")
+
+
+def finalise_job(pool: ConnectionPool, job_id: UUID, outcome: JobOutcome) -> str:
+    """End the job with `outcome` (idempotent) and return its final status."""
+    result = in_transaction(pool, lambda tx: tx.jobs.finalise_job(job_id, outcome, SYSTEM_ACTOR))
+    log.info("job %s finalised as %s (changed=%s)", job_id, result.job.status, result.changed)
+    return result.job.status.value

@@ -1,0 +1,55 @@
+"""Process-wide clients (database pool, item queue), built on first use from the settings.
+
+The schema is migrated when the pool is first built, under an advisory lock, so every instance
+that starts can do it safely and the first request after a deployment finds the schema current.
+"""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from shared.db import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect, migrate
+from shared.fetch import FetchLimits
+from shared.item_queue import ItemQueue, queue_client, storage_credential
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def database_config(settings: Settings) -> DatabaseConfig:
+    if settings.database_auth == "entra":
+        return EntraDatabase(host=settings.database_host, database=settings.database_name,
+                             user=settings.database_user, credential=storage_credential(settings))
+    return UrlDatabase(settings.database_url)
+
+
+@lru_cache(maxsize=1)
+def get_pool() -> ConnectionPool:
+    """The connection pool, after migrating the schema once per process."""
+    settings = get_settings()
+    config = database_config(settings)
+    conn = connect(config)
+    try:
+        applied = migrate(conn)
+    finally:
+        conn.close()
+    if applied:
+        log.info("applied database migrations %s", ", ".join(applied))
+    return ConnectionPool(config, maxconn=settings.database_pool_size)
+
+
+@lru_cache(maxsize=1)
+def get_item_queue() -> ItemQueue:
+    settings = get_settings()
+    return ItemQueue(queue_client(settings, settings.queue_name))
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    return FetchLimits(
+        connect_timeout=settings.fetch_connect_timeout,
+        read_timeout=settings.fetch_read_timeout,
+        total_timeout=settings.fetch_total_timeout,
+        max_bytes=settings.fetch_max_bytes,
+        allowed_ports=settings.allowed_ports,
+        allowed_networks=settings.allowed_networks,
+    )

@@ -1,0 +1,114 @@
+"""Trawl's configuration: one validated pydantic-settings object, built on first use.
+
+Never built at import time: a failing import would leave the Functions host with no functions and
+no useful error. Every field here appears in local.settings.sample.json and in the Bicep app
+settings under the same name.
+"""
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_PLACEHOLDERS = ("changeme", "<", "placeholder", "xxx")
+DEV_STORAGE = "UseDevelopmentStorage=true"
+
+
+class Settings(BaseSettings):
+    """Everything Trawl reads from app settings (environment variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAWL_", extra="ignore", frozen=True, populate_by_name=True)
+
+    environment: Literal["local", "azure"] = "azure"
+    public_base_url: str = ""
+
+    database_auth: Literal["url", "entra"] = "url"
+    database_url: str = ""
+    database_host: str = ""
+    database_name: str = "trawl"
+    database_user: str = ""
+    database_pool_size: int = Field(10, ge=1, le=100)
+
+    storage_connection_string: str = Field("", validation_alias="TrawlStorage")
+    storage_queue_service_uri: str = Field("", validation_alias="TrawlStorage__queueServiceUri")
+    storage_table_service_uri: str = Field("", validation_alias="TrawlStorage__tableServiceUri")
+    managed_identity_client_id: str = Field("", validation_alias="AZURE_CLIENT_ID")
+    queue_name: str = "scrape-items"
+
+    max_urls_per_job: int = Field(1000, ge=1, le=100_000)
+    max_url_length: int = Field(2048, ge=64, le=65_536)
+    default_deadline_seconds: int = Field(3600, ge=10)
+    max_deadline_seconds: int = Field(86_400, ge=10)
+    progress_tick_seconds: int = Field(15, ge=1, le=3600)
+    enqueue_batch_size: int = Field(250, ge=1, le=5000)
+    reconcile_grace_seconds: int = Field(60, ge=0)
+
+    fetch_connect_timeout: float = Field(5.0, gt=0)
+    fetch_read_timeout: float = Field(15.0, gt=0)
+    fetch_total_timeout: float = Field(30.0, gt=0)
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    fetch_allowed_networks: str = ""
+    fetch_allowed_ports: str = "80,443"
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @field_validator("fetch_allowed_ports")
+    @classmethod
+    def _ports_parse(cls, value: str) -> str:
+        if any(not 0 < p < 65536 for p in parse_ports(value)):
+            raise ValueError("ports must be between 1 and 65535")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_deadline_seconds > self.max_deadline_seconds:
+            raise ValueError("TRAWL_DEFAULT_DEADLINE_SECONDS exceeds TRAWL_MAX_DEADLINE_SECONDS")
+        if self.database_auth == "url" and not self.database_url:
+            raise ValueError("TRAWL_DATABASE_URL is required when TRAWL_DATABASE_AUTH=url")
+        if self.database_auth == "entra" and not (self.database_host and self.database_user):
+            raise ValueError("TRAWL_DATABASE_HOST and TRAWL_DATABASE_USER are required when TRAWL_DATABASE_AUTH=entra")
+        if not (self.storage_connection_string or self.storage_queue_service_uri):
+            raise ValueError("TrawlStorage (a connection string) or TrawlStorage__queueServiceUri is required")
+        if self.environment != "local":
+            self._reject_local_values()
+        return self
+
+    def _reject_local_values(self) -> None:
+        """Outside local mode, a sample or emulator value is a deployment mistake: fail fast."""
+        if self.storage_connection_string == DEV_STORAGE:
+            raise ValueError("TrawlStorage points at the storage emulator outside TRAWL_ENVIRONMENT=local")
+        for name in ("database_url", "database_host", "database_user", "storage_connection_string"):
+            value = getattr(self, name).lower()
+            if any(marker in value for marker in _PLACEHOLDERS):
+                raise ValueError(f"{name} still holds a placeholder value")
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.fetch_allowed_networks)
+
+    @property
+    def allowed_ports(self) -> frozenset[int]:
+        return frozenset(parse_ports(self.fetch_allowed_ports))
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """Parse comma-separated CIDRs, e.g. "127.0.0.0/8, ::1/128"."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+
+
+def parse_ports(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,171 @@
+"""The connection pool and unit of work on a real PostgreSQL, including Entra ID mode.
+
+pgserver trusts local sockets and ignores passwords, and libpq never negotiates TLS on a Unix
+socket, so Entra mode connects for real while a fake credential records each token request.
+"""
+
+import threading
+import time
+from contextlib import closing
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg2
+import pytest
+from azure.core.credentials import AccessToken, TokenCredential
+
+from shared.db.connection import (
+    ENTRA_SCOPE,
+    ConnectionPool,
+    EntraDatabase,
+    UrlDatabase,
+    connect_kwargs,
+)
+from shared.db.unit_of_work import in_transaction, uow
+from shared.models import ANONYMOUS_OWNER
+
+pytestmark = pytest.mark.integration
+
+
+class FakeCredential(TokenCredential):
+    """Hands out numbered tokens and records the scopes of every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.requests.append(scopes)
+        return AccessToken(f"token-{len(self.requests)}", int(time.time()) + 3600)
+
+
+def entra_database(db_url: str, credential: TokenCredential) -> EntraDatabase:
+    """Entra mode aimed at the test server's socket directory and database."""
+    url = urlsplit(db_url)
+    return EntraDatabase(
+        host=parse_qs(url.query)["host"][0],
+        database=url.path.lstrip("/"),
+        user="postgres",
+        credential=credential,
+    )
+
+
+def backend_pid(pool: ConnectionPool) -> int:
+    """The server process of the connection the pool hands out next (it keeps one idle)."""
+    conn = pool.getconn()
+    try:
+        return int(conn.info.backend_pid)
+    finally:
+        pool.putconn(conn)
+
+
+def test_entra_kwargs_carry_a_fresh_token_and_require_tls() -> None:
+    credential = FakeCredential()
+    config = EntraDatabase(host="trawl.postgres.database.azure.com", database="trawl", user="trawl-func",
+                           credential=credential)
+
+    first, second = connect_kwargs(config), connect_kwargs(config)
+
+    assert credential.requests == [(ENTRA_SCOPE,), (ENTRA_SCOPE,)]
+    assert (first["password"], second["password"]) == ("token-1", "token-2")
+    assert {key: first[key] for key in ("host", "port", "dbname", "user", "sslmode")} == {
+        "host": "trawl.postgres.database.azure.com",
+        "port": 5432,
+        "dbname": "trawl",
+        "user": "trawl-func",
+        "sslmode": "require",
+    }
+
+
+def test_url_kwargs_pass_the_url_through() -> None:
+    assert connect_kwargs(UrlDatabase("postgresql://u@h/db"))["dsn"] == "postgresql://u@h/db"
+
+
+def test_entra_pool_requests_a_token_per_physical_connection(db_url: str) -> None:
+    credential = FakeCredential()
+    pool = ConnectionPool(entra_database(db_url, credential), minconn=1, maxconn=3)
+    try:
+        borrowed = [pool.getconn() for _ in range(3)]
+        passwords = sorted(conn.info.password for conn in borrowed)
+        sslmodes = {conn.get_dsn_parameters()["sslmode"] for conn in borrowed}
+        for conn in borrowed:
+            pool.putconn(conn)
+        reused = pool.getconn()
+        pool.putconn(reused)
+    finally:
+        pool.closeall()
+
+    assert len(credential.requests) == 3 and set(credential.requests) == {(ENTRA_SCOPE,)}
+    assert passwords == ["token-1", "token-2", "token-3"]
+    assert sslmodes == {"require"}
+
+
+def test_a_connection_that_broke_is_discarded(pool: ConnectionPool, db_url: str) -> None:
+    doomed = backend_pid(pool)
+    with closing(psycopg2.connect(db_url)) as admin, admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (doomed,))
+
+    with pytest.raises(psycopg2.OperationalError), uow(pool) as tx:
+        tx.jobs.ping()
+
+    assert backend_pid(pool) != doomed
+    in_transaction(pool, lambda tx: tx.jobs.ping())
+
+
+def test_an_idle_connection_found_closed_is_replaced(pool: ConnectionPool) -> None:
+    idle = pool.getconn()
+    pool.putconn(idle)
+    idle.close()
+
+    conn = pool.getconn()
+    try:
+        assert conn is not idle and not conn.closed
+    finally:
+        pool.putconn(conn)
+    assert in_transaction(pool, lambda tx: tx.jobs.unfinished_jobs()) == []
+
+
+def test_an_exhausted_pool_waits_for_a_connection(db_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=1, acquire_timeout_s=5)
+    held = pool.getconn()
+    releaser = threading.Timer(0.2, pool.putconn, args=(held,))
+    releaser.start()
+    try:
+        started = time.monotonic()
+        conn = pool.getconn()
+        waited = time.monotonic() - started
+        pool.putconn(conn)
+    finally:
+        releaser.join()
+        pool.closeall()
+
+    assert waited >= 0.15
+
+
+def test_an_exhausted_pool_gives_up_after_its_timeout(db_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=1, acquire_timeout_s=0.1)
+    held = pool.getconn()
+    try:
+        with pytest.raises(psycopg2.pool.PoolError, match="no database connection free"):
+            pool.getconn()
+    finally:
+        pool.putconn(held)
+        pool.closeall()
+
+
+def test_unit_of_work_rolls_back_on_error_and_commits_only_when_asked(
+    pool: ConnectionPool, fetch_rows: Any
+) -> None:
+    def submit(tx: Any) -> None:
+        tx.jobs.create_job(ANONYMOUS_OWNER, ["https://a.test/"], {}, datetime(2030, 1, 1, tzinfo=UTC))
+
+    with pytest.raises(RuntimeError, match="boom"), uow(pool) as tx:
+        submit(tx)
+        raise RuntimeError("boom")
+    with uow(pool) as tx:
+        submit(tx)
+    with uow(pool) as tx:
+        submit(tx)
+        tx.commit()
+
+    assert len(fetch_rows("SELECT id FROM jobs")) == 1
