@@ -1,0 +1,36 @@
+"""Durable activities of the job orchestration: thin adapters over shared.orchestration_steps."""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import azure.durable_functions as df
+
+from shared import orchestration_steps
+from shared.models import JobOutcome
+from shared.resources import get_item_queue, get_pool
+
+bp = df.Blueprint()
+
+# Binding names are camelCase: the Functions host accepts only letters and digits in them.
+
+
+@bp.activity_trigger(input_name="jobId")
+def start_job(jobId: str) -> dict[str, Any]:
+    return orchestration_steps.start_job(get_pool(), UUID(jobId))
+
+
+@bp.activity_trigger(input_name="batch")
+def enqueue_items(batch: dict[str, Any]) -> int:
+    return orchestration_steps.enqueue_items(get_pool(), get_item_queue(), UUID(batch["job_id"]), int(batch["start"]),
+                                             int(batch["end"]))
+
+
+@bp.activity_trigger(input_name="jobId")
+def job_progress(jobId: str) -> dict[str, Any]:
+    return orchestration_steps.job_progress(get_pool(), UUID(jobId))
+
+
+@bp.activity_trigger(input_name="request")
+def finalise_job(request: dict[str, Any]) -> str:
+    return orchestration_steps.finalise_job(get_pool(), UUID(request["job_id"]), JobOutcome(request["outcome"]))

@@ -1,0 +1,56 @@
+"""The job orchestration: one instance per job (instance id = job id), sequencing only.
+
+Marks the job running, fans its items out to the scrape queue in parallel batches, then waits for
+`items_done`, `cancel` or the next progress tick (whichever comes first), reads progress from
+PostgreSQL, and finalises. Events only wake it up: every decision is taken on what PostgreSQL says,
+so a lost or duplicated event costs at most one tick. Deterministic: no I/O, clock or randomness.
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.job_rules import LOOPS_PER_GENERATION, OrchestrationInput, ProgressSnapshot, decide, enqueue_batches, next_wake
+
+bp = df.Blueprint()
+
+ORCHESTRATOR_NAME = "job_orchestrator"
+ITEMS_DONE_EVENT = "items_done"
+CANCEL_EVENT = "cancel"
+
+
+@bp.orchestration_trigger(context_name="context")
+def job_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    state = OrchestrationInput.model_validate(context.get_input())
+    job_id = str(state.job_id)
+    if not state.enqueued:
+        started = yield context.call_activity("start_job", job_id)
+        if started["status"] != "running":
+            return started["status"]
+        yield context.task_all([
+            context.call_activity("enqueue_items", {"job_id": job_id, "start": start, "end": end})
+            for start, end in enqueue_batches(started["total"], state.batch_size)
+        ])
+    for _ in range(LOOPS_PER_GENERATION):
+        progress = ProgressSnapshot.model_validate((yield context.call_activity("job_progress", job_id)))
+        context.set_custom_status(progress.custom_status())
+        outcome = decide(progress, context.current_utc_datetime, state.deadline_at)
+        if outcome is not None:
+            return (yield context.call_activity("finalise_job", {"job_id": job_id, "outcome": outcome.value}))
+        yield from _wait_for_wake_up(context, state)
+    context.continue_as_new(state.model_copy(update={"enqueued": True}).model_dump(mode="json"))
+    return None
+
+
+def _wait_for_wake_up(context: df.DurableOrchestrationContext, state: OrchestrationInput) -> Generator[Any, Any, None]:
+    timer = context.create_timer(next_wake(context.current_utc_datetime, state.deadline_at, state.tick_seconds))
+    woken_by = yield context.task_any([
+        context.wait_for_external_event(ITEMS_DONE_EVENT),
+        context.wait_for_external_event(CANCEL_EVENT),
+        timer,
+    ])
+    if woken_by is not timer:
+        timer.cancel()
+
