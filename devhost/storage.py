@@ -1,0 +1,123 @@
+"""Storage accounts and names for devhost's bindings, resolved from app settings as the Functions host does.
+
+- `%NAME%` in a binding property is replaced by the app setting NAME (the host's name resolver); a
+  reference to a missing setting is an error, as on Azure ("'%NAME%' does not resolve to a value.").
+- A binding's `connection` names a setting the WebJobs way: `AzureWebJobs<connection>` first, then
+  `<connection>` (so the default, empty connection means `AzureWebJobsStorage`). A setting with a value is
+  a connection string (`UseDevelopmentStorage=true` selects Azurite, which azure-storage-queue understands
+  itself). A setting with no value but children (`<name>__queueServiceUri`, `<name>__serviceUri` or
+  `<name>__accountName`) is an identity-based connection, authenticated with DefaultAzureCredential
+  (`<name>__clientId` selects a user-assigned managed identity). App setting names are case-insensitive,
+  as .NET configuration keys are.
+- Queue names are lower-cased and validated like the Storage Queues extension does before it polls.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from azure.storage.queue import QueueServiceClient
+
+from devhost.config import ConfigError
+
+DEFAULT_CONNECTION = "Storage"
+_SETTING_REFERENCE = re.compile(r"%([^%]+)%")
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def resolve_setting_references(value: str, environ: Mapping[str, str] = os.environ) -> str:
+    """Replace every %NAME% in a binding property with the app setting NAME; fail on a missing one."""
+
+    def setting(match: re.Match[str]) -> str:
+        resolved = _lookup(environ, match[1])
+        if resolved is None:
+            raise ConfigError(f"'{match[0]}' does not resolve to a value.")
+        return resolved
+
+    return _SETTING_REFERENCE.sub(setting, value)
+
+
+def queue_name(binding: dict[str, object], environ: Mapping[str, str] = os.environ) -> str:
+    """The binding's queueName after %SETTING% resolution, lower-cased and checked as the extension does."""
+    name = resolve_setting_references(str(binding.get("queueName") or ""), environ).lower()
+    if not _QUEUE_NAME.match(name):
+        raise ConfigError(
+            f"Invalid queue name: '{name}'. A queue name is 3-63 characters of lowercase letters, digits and "
+            "single dashes, and starts and ends with a letter or digit."
+        )
+    return name
+
+
+@dataclass
+class QueueAccounts:
+    """One QueueServiceClient per connection name, created on first use and shared by all bindings."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    _clients: dict[str, QueueServiceClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def service(self, connection: str | None) -> QueueServiceClient:
+        """The client for the account a binding's `connection` names; ConfigError if it names nothing."""
+        name = connection or DEFAULT_CONNECTION
+        with self._lock:
+            if name not in self._clients:
+                self._clients[name] = _create_client(name, self.environ)
+            return self._clients[name]
+
+    def close(self) -> None:
+        """Close every client created so far."""
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+def _create_client(connection: str, environ: Mapping[str, str]) -> QueueServiceClient:
+    for setting in (f"AzureWebJobs{connection}", connection):
+        value = _lookup(environ, setting)
+        if value:
+            return QueueServiceClient.from_connection_string(value)
+        section = _section(environ, setting)
+        if section:
+            return _identity_client(setting, section)
+    raise ConfigError(
+        f"Storage account connection string 'AzureWebJobs{connection}' does not exist. "
+        "Make sure that it is a defined App Setting."
+    )
+
+
+def _identity_client(setting: str, section: dict[str, str]) -> QueueServiceClient:
+    url = section.get("queueserviceuri") or section.get("serviceuri")
+    if not url and section.get("accountname"):
+        url = f"https://{section['accountname']}.queue.core.windows.net"
+    if not url:
+        raise ConfigError(
+            f"Connection '{setting}' has settings ({', '.join(sorted(section))}) but no queueServiceUri, "
+            "serviceUri or accountName to say which storage account to use."
+        )
+    from azure.identity import DefaultAzureCredential  # slow to import, and only identity connections need it
+
+    credential = DefaultAzureCredential(managed_identity_client_id=section.get("clientid"))
+    return QueueServiceClient(account_url=url, credential=credential)
+
+
+def _lookup(environ: Mapping[str, str], name: str) -> str | None:
+    if name in environ:
+        return environ[name]
+    wanted = name.lower()
+    return next((value for key, value in environ.items() if key.lower() == wanted), None)
+
+
+def _section(environ: Mapping[str, str], name: str) -> dict[str, str]:
+    """The `<name>__<key>` settings (also `<name>:<key>`), keys lower-cased."""
+    prefixes = (f"{name}__".lower(), f"{name}:".lower())
+    section = {}
+    for key, value in environ.items():
+        lowered = key.lower()
+        prefix = next((p for p in prefixes if lowered.startswith(p)), None)
+        if prefix is not None:
+            section[lowered[len(prefix):]] = value
+    return section

@@ -1,0 +1,305 @@
+"""Queue trigger and queue output fidelity: what reaches the function, and where each message ends up.
+
+The sample app (apps/queue_app) runs in-process on devhost's own QueueTriggers and Invoker against real
+Azurite; every test gets its own queues, and its own copy of the app when it changes host.json.
+"""
+import base64
+import contextlib
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from devhost.config import ConfigError, HostConfig
+from devhost.indexing import load_functions
+from devhost.invoker import Invoker
+from devhost.queues import LEASE_SECONDS, QueueTriggers
+from devhost.storage import QueueAccounts, queue_name, resolve_setting_references
+from tests.devhost.conftest import APPS, DevhostProcess
+
+pytestmark = pytest.mark.devhost
+
+QUEUE_SETTINGS = {"ITEMS_QUEUE": "items", "RELAY_QUEUE": "relay", "OUT_QUEUE": "out", "DOOMED_QUEUE": "doomed"}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def wait_until_serving(host: DevhostProcess) -> None:
+    """Wait for the host's status endpoint, which may accept connections before it answers them."""
+
+    def serving() -> bool:
+        if host.process.poll() is not None:
+            raise AssertionError(f"devhost exited with {host.process.returncode}:\n{host.logs()}")
+        try:
+            return requests.get(f"{host.base_url}/admin/host/status", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(serving, timeout=60)
+
+
+@dataclass
+class QueueApp:
+    """The running sample app: its queues by setting name, and what its functions recorded."""
+
+    service: QueueServiceClient
+    names: dict[str, str]
+    record_file: Path
+
+    def queue(self, setting: str, suffix: str = "") -> QueueClient:
+        return self.service.get_queue_client(self.names[setting] + suffix)
+
+    def send(self, setting: str, content: str) -> None:
+        queue = self.queue(setting)
+        with contextlib.suppress(ResourceExistsError):  # created by an earlier send in the same test
+            queue.create_queue()
+        queue.send_message(content)
+
+    def records(self, function: str, body: str | None = None) -> list[dict[str, Any]]:
+        if not self.record_file.exists():
+            return []
+        lines = [json.loads(line) for line in self.record_file.read_text().splitlines()]
+        return [r for r in lines if r["function"] == function and (body is None or r["body"] == body)]
+
+    def messages(self, setting: str, suffix: str = "") -> list[str]:
+        try:
+            return [m.content for m in self.queue(setting, suffix).peek_messages(max_messages=32)]
+        except ResourceNotFoundError:
+            return []
+
+    def message_count(self, setting: str, suffix: str = "") -> int:
+        """Visible and invisible messages: zero only once a message is really deleted."""
+        return self.queue(setting, suffix).get_queue_properties().approximate_message_count
+
+
+@pytest.fixture
+def queue_app(azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., QueueApp]]:
+    """Factory: start the sample app with optional host.json `extensions.queues` overrides."""
+    service = QueueServiceClient.from_connection_string(azurite)
+    token = f"t{uuid.uuid4().hex[:10]}"
+    running: list[tuple[QueueTriggers, Invoker]] = []
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    def start(queues: dict[str, Any] | None = None, lease_seconds: float = LEASE_SECONDS) -> QueueApp:
+        app_dir = tmp_path / "queue_app"
+        shutil.copytree(APPS / "queue_app", app_dir)
+        host_json = json.loads((app_dir / "host.json").read_text())
+        host_json["extensions"]["queues"].update(queues or {})
+        (app_dir / "host.json").write_text(json.dumps(host_json))
+        names = {setting: f"{token}-{short}" for setting, short in QUEUE_SETTINGS.items()}
+        for setting, name in {**names, "AzureWebJobsStorage": azurite,
+                              "QUEUE_APP_RECORD": str(tmp_path / "record.jsonl")}.items():
+            monkeypatch.setenv(setting, name)
+        config = HostConfig.load(app_dir)
+        invoker = Invoker(function_timeout=config.function_timeout)
+        triggers = QueueTriggers(load_functions(app_dir), invoker, config.queues, lease_seconds=lease_seconds)
+        invoker.outputs["queue"] = triggers.send_output
+        triggers.start()
+        running.append((triggers, invoker))
+        return QueueApp(service, names, tmp_path / "record.jsonl")
+
+    yield start
+    for triggers, invoker in running:
+        triggers.stop()
+        invoker.close()
+    sys.modules.pop("function_app", None)
+    for queue in service.list_queues(name_starts_with=token):
+        service.delete_queue(queue.name)
+
+
+def test_success_passes_body_and_metadata_and_deletes_the_message(queue_app) -> None:
+    app = queue_app()
+    app.send("ITEMS_QUEUE", b64("hello"))
+
+    [seen] = wait_until(lambda: app.records("process_item", "hello"))
+    assert seen["dequeue_count"] == 1
+    assert seen["id"] and seen["pop_receipt"]
+    inserted = datetime.fromisoformat(seen["insertion_time"])
+    assert inserted.utcoffset() is not None
+    assert datetime.fromisoformat(seen["expiration_time"]) > inserted
+    assert datetime.fromisoformat(seen["next_visible_time"]) > inserted
+    wait_until(lambda: app.message_count("ITEMS_QUEUE") == 0)
+
+
+def test_failing_message_is_poisoned_after_five_attempts_with_its_body_intact(queue_app) -> None:
+    app = queue_app()
+    app.send("ITEMS_QUEUE", b64("fail-default"))
+
+    assert wait_until(lambda: app.messages("ITEMS_QUEUE", "-poison")) == [b64("fail-default")]
+    time.sleep(1.5)
+    attempts = app.records("process_item", "fail-default")
+    assert [a["dequeue_count"] for a in attempts] == [1, 2, 3, 4, 5]
+    assert app.message_count("ITEMS_QUEUE") == 0
+
+
+def test_max_dequeue_count_comes_from_host_json(queue_app) -> None:
+    app = queue_app({"maxDequeueCount": 2})
+    app.send("ITEMS_QUEUE", b64("fail-custom"))
+
+    assert wait_until(lambda: app.messages("ITEMS_QUEUE", "-poison")) == [b64("fail-custom")]
+    time.sleep(1.5)
+    assert [a["dequeue_count"] for a in app.records("process_item", "fail-custom")] == [1, 2]
+
+
+def test_failed_message_waits_for_visibility_timeout_before_the_retry(queue_app) -> None:
+    app = queue_app({"maxDequeueCount": 2, "visibilityTimeout": "00:00:02"})
+    app.send("ITEMS_QUEUE", b64("fail-slowly"))
+
+    first, second = wait_until(lambda: len(app.records("process_item", "fail-slowly")) == 2 and
+                               app.records("process_item", "fail-slowly"))
+    assert second["started"] - first["started"] >= 1.9
+
+
+def test_raw_text_under_base64_goes_to_poison_at_once_without_running_the_function(queue_app) -> None:
+    # Were it a failed attempt, the 10 s visibilityTimeout would hold the message back after the first one.
+    app = queue_app({"visibilityTimeout": "00:00:10"})
+    app.send("ITEMS_QUEUE", "not base64!")
+
+    assert wait_until(lambda: app.messages("ITEMS_QUEUE", "-poison"), timeout=5) == ["not base64!"]
+    assert app.records("process_item") == []
+    assert app.message_count("ITEMS_QUEUE") == 0
+
+
+def test_encoding_none_reads_and_writes_raw_text(queue_app) -> None:
+    app = queue_app({"messageEncoding": "none"})
+    app.send("ITEMS_QUEUE", "plain text!")
+    app.send("RELAY_QUEUE", "raw")
+
+    wait_until(lambda: app.records("process_item", "plain text!"))
+    assert sorted(wait_until(lambda: len(app.messages("OUT_QUEUE")) == 3 and app.messages("OUT_QUEUE"))) == [
+        "raw-a", "raw-b", "relayed:raw"]
+
+
+def test_output_parameter_and_return_value_send_base64_messages(queue_app) -> None:
+    app = queue_app()
+    app.send("RELAY_QUEUE", b64("x"))
+
+    sent = wait_until(lambda: len(app.messages("OUT_QUEUE")) == 3 and app.messages("OUT_QUEUE"))
+    assert sorted(base64.b64decode(m).decode() for m in sent) == ["relayed:x", "x-a", "x-b"]
+
+
+def test_a_function_on_the_poison_queue_receives_poisoned_messages(queue_app) -> None:
+    app = queue_app()
+    app.send("DOOMED_QUEUE", b64("doomed"))
+
+    [poisoned] = wait_until(lambda: app.records("handle_poison", "doomed"))
+    assert poisoned["dequeue_count"] == 1
+    assert len(app.records("reject_all", "doomed")) == 5
+    wait_until(lambda: app.message_count("DOOMED_QUEUE", "-poison") == 0)
+
+
+def test_lease_is_renewed_while_the_function_runs(queue_app) -> None:
+    app = queue_app(lease_seconds=2)
+    app.send("ITEMS_QUEUE", b64("sleep:4.5"))
+
+    wait_until(lambda: app.records("process_item", "sleep:4.5"))
+    wait_until(lambda: app.message_count("ITEMS_QUEUE") == 0, timeout=10)
+    assert len(app.records("process_item", "sleep:4.5")) == 1
+
+
+def test_at_most_batch_size_plus_new_batch_threshold_run_at_once(queue_app) -> None:
+    app = queue_app({"batchSize": 2, "newBatchThreshold": 1})
+    for _ in range(6):
+        app.send("ITEMS_QUEUE", b64("sleep:1"))
+
+    runs = wait_until(lambda: len(app.records("process_item")) == 6 and app.records("process_item"))
+    starts = sorted(r["started"] for r in runs)
+    running_together = max(sum(1 for s in starts if start <= s < start + 1) for start in starts)
+    assert 2 <= running_together <= 3
+
+
+def test_trigger_queue_is_not_created_and_is_picked_up_once_it_exists(queue_app) -> None:
+    app = queue_app()
+    time.sleep(0.5)
+    with pytest.raises(ResourceNotFoundError):
+        app.queue("ITEMS_QUEUE").get_queue_properties()
+
+    app.send("ITEMS_QUEUE", b64("late"))
+    wait_until(lambda: app.records("process_item", "late"))
+
+
+def test_queue_names_resolve_settings_and_are_lower_cased(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORK_QUEUE", "Work-Items")
+    assert queue_name({"queueName": "%WORK_QUEUE%-poison"}) == "work-items-poison"
+    monkeypatch.delenv("WORK_QUEUE")
+    with pytest.raises(ConfigError, match="'%WORK_QUEUE%' does not resolve to a value"):
+        resolve_setting_references("%WORK_QUEUE%")
+    with pytest.raises(ConfigError, match="Invalid queue name"):
+        queue_name({"queueName": "bad--name"})
+
+
+def test_unresolved_queue_name_fails_at_start(azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+    for setting in QUEUE_SETTINGS:
+        monkeypatch.setenv(setting, f"x{uuid.uuid4().hex[:8]}")
+    monkeypatch.delenv("DOOMED_QUEUE")
+    invoker = Invoker(function_timeout=None)
+    try:
+        with pytest.raises(ConfigError, match=r"Error indexing method 'Functions.reject_all': "
+                                              r"'%DOOMED_QUEUE%' does not resolve to a value"):
+            QueueTriggers(load_functions(APPS / "queue_app"), invoker, HostConfig.load(APPS / "queue_app").queues)
+    finally:
+        invoker.close()
+        sys.modules.pop("function_app", None)
+
+
+def test_connections_resolve_like_the_webjobs_sdk() -> None:
+    accounts = QueueAccounts(environ={
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "Jobs__queueServiceUri": "https://jobsaccount.queue.core.windows.net",
+        "Other__accountName": "otheraccount",
+    })
+    assert accounts.service(None).url.startswith("http://127.0.0.1:10001/devstoreaccount1")
+    assert accounts.service("AzureWebJobsStorage").account_name == "devstoreaccount1"
+    assert accounts.service("Jobs").url.startswith("https://jobsaccount.queue.core.windows.net")
+    assert accounts.service("Other").account_name == "otheraccount"
+    with pytest.raises(ConfigError, match="'AzureWebJobsMissing' does not exist"):
+        accounts.service("Missing")
+
+
+def test_queue_app_on_devhost_logs_like_core_tools(devhost, azurite: str, tmp_path: Path) -> None:
+    service = QueueServiceClient.from_connection_string(azurite)
+    token = f"h{uuid.uuid4().hex[:10]}"
+    names = {setting: f"{token}-{short}" for setting, short in QUEUE_SETTINGS.items()}
+    app = QueueApp(service, names, tmp_path / "record.jsonl")
+    settings = {**names, "AzureWebJobsStorage": azurite, "QUEUE_APP_RECORD": str(app.record_file)}
+    host = devhost("queue_app", env=settings, wait=False)
+    try:
+        wait_until_serving(host)
+        app.send("ITEMS_QUEUE", b64("via devhost"))
+        app.send("ITEMS_QUEUE", "raw text!")
+
+        wait_until(lambda: app.records("process_item", "via devhost"))
+        assert wait_until(lambda: app.messages("ITEMS_QUEUE", "-poison")) == ["raw text!"]
+        logs = wait_until(lambda: "Executed 'Functions.process_item' (Succeeded" in host.logs() and host.logs())
+        items, poison = names["ITEMS_QUEUE"], names["ITEMS_QUEUE"] + "-poison"
+        assert f"(Reason='New queue message detected on '{items}'.'" in logs
+        assert f"Message has reached MaxDequeueCount of 5. Moving message to queue '{poison}'." in logs
+    finally:
+        assert host.stop() == 0
+        for queue in service.list_queues(name_starts_with=token):
+            service.delete_queue(queue.name)
