@@ -12,7 +12,8 @@ from shared.resources import get_item_queue, get_pool
 
 bp = df.Blueprint()
 
-# Binding names are camelCase: the Functions host accepts only letters and digits in them.
+# Binding names are camelCase: the Functions host accepts only letters and digits in them. Binding
+# annotations are plain types (`dict`, not `dict[str, Any]`): the worker refuses generic aliases.
 
 
 @bp.activity_trigger(input_name="jobId")
@@ -21,7 +22,7 @@ def start_job(jobId: str) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="batch")
-def enqueue_items(batch: dict[str, Any]) -> int:
+def enqueue_items(batch: dict) -> int:  # type: ignore[type-arg]
     return orchestration_steps.enqueue_items(get_pool(), get_item_queue(), UUID(batch["job_id"]), int(batch["start"]),
                                              int(batch["end"]))
 
@@ -32,5 +33,5 @@ def job_progress(jobId: str) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="request")
-def finalise_job(request: dict[str, Any]) -> str:
+def finalise_job(request: dict) -> str:  # type: ignore[type-arg]
     return orchestration_steps.finalise_job(get_pool(), UUID(request["job_id"]), JobOutcome(request["outcome"]))

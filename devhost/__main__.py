@@ -25,6 +25,8 @@ def _parse(argv: list[str]) -> HostOptions:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
+    # The Azure SDKs log every HTTP request at INFO; the host log is about functions.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     host = Host(_parse(argv))
     signal.signal(signal.SIGTERM, lambda *_: host.stopped.set())
     signal.signal(signal.SIGINT, lambda *_: host.stopped.set())

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import typing
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,13 +98,13 @@ class Invoker:
     def validate(self, spec: FunctionSpec) -> None:
         """Reject at start what the worker would reject at load: annotations no converter accepts."""
         params = inspect.signature(spec.func).parameters
+        hints = _type_hints(spec)
         for binding in spec.bindings:
             if binding["name"] == "$return" or binding["type"] == "durableClient":
                 continue
-            param = params.get(binding["name"])
-            if param is None:
+            if binding["name"] not in params:
                 raise ConfigError(f"function '{spec.name}': binding '{binding['name']}' has no matching parameter")
-            _check_annotation(spec, binding, param.annotation)
+            _check_annotation(spec, binding, hints.get(binding["name"], inspect.Parameter.empty))
 
     def invoke(
         self,
@@ -137,12 +138,13 @@ class Invoker:
         self, spec: FunctionSpec, trigger: meta.Datum, metadata: dict[str, meta.Datum], invocation_id: str
     ) -> tuple[dict[str, Any], dict[str, tuple[dict[str, Any], _Out]]]:
         params = inspect.signature(spec.func).parameters
+        hints = _type_hints(spec)
         kwargs: dict[str, Any] = {}
         outs: dict[str, tuple[dict[str, Any], _Out]] = {}
         for binding in spec.bindings:
             name = binding["name"]
             if binding is spec.trigger:
-                kwargs[name] = _decode(binding, trigger, metadata, params[name].annotation)
+                kwargs[name] = _decode(binding, trigger, metadata, hints.get(name, inspect.Parameter.empty))
             elif binding["direction"] == "IN":
                 kwargs[name] = self._input(spec, binding)
             elif name != "$return":
@@ -183,17 +185,27 @@ class Invoker:
             self.outputs[binding["type"]](spec, binding, datum)
 
 
+def _type_hints(spec: FunctionSpec) -> dict[str, Any]:
+    """Resolved annotations, as the worker reads them: postponed (string) annotations work."""
+    try:
+        return typing.get_type_hints(spec.func)
+    except Exception as exc:  # the worker fails to load such a function too
+        raise ConfigError(f"function '{spec.name}': cannot resolve its type annotations: {exc}") from exc
+
+
 def _converter(binding_type: str) -> Any:
     return meta.get_binding_registry().get(binding_type)
 
 
 def _check_annotation(spec: FunctionSpec, binding: dict[str, Any], annotation: Any) -> None:
-    if annotation is inspect.Parameter.empty:
+    if annotation is inspect.Parameter.empty or binding["direction"] == "OUT":
         return
+    if not isinstance(annotation, type):
+        # The worker's own words (azure-functions-python-worker functions.py) for list[str], dict[str, Any], ...
+        raise ConfigError(f"cannot load the {spec.name} function: binding {binding['name']} has invalid "
+                          f"non-type annotation {annotation}")
     converter = _converter(binding["type"])
-    if binding["direction"] == "OUT":
-        return
-    if converter is not None and isinstance(annotation, type) and converter.check_input_type_annotation(annotation):
+    if converter is not None and converter.check_input_type_annotation(annotation):
         return
     if annotation in (str, bytes):
         return

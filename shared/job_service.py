@@ -43,13 +43,13 @@ def get_job(pool: ConnectionPool, job_id: UUID, owner: Owner | None) -> Job:
 
 
 def cancel_job(pool: ConnectionPool, job_id: UUID, owner: Owner | None, actor: str, reason: str | None) -> Job:
-    """Record the cancel request (once); a repeated request is accepted, a final job is a conflict."""
+    """Record the cancel request (once); a repeat while the job runs is accepted, a final job is a conflict."""
     with uow(pool) as tx:
         outcome = tx.jobs.request_cancel(job_id, owner, actor, reason)
         tx.commit()
     if outcome.result is CancelResult.NOT_FOUND or outcome.job is None:
         raise NotFound(f"job {job_id} not found")
-    if outcome.result is CancelResult.ALREADY_FINAL:
+    if outcome.job.status.is_final and outcome.result is not CancelResult.REQUESTED:
         raise Conflict(f"job {job_id} is already {outcome.job.status}", status_of_job=outcome.job.status)
     return outcome.job
 

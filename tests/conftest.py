@@ -1,5 +1,5 @@
-"""Shared fixtures: one embedded PostgreSQL (pgserver) per test session, and a fresh migrated
-database per test, cloned from a template migrated once, so tests never see each other's rows."""
+"""Shared fixtures: one embedded PostgreSQL (pgserver) per test session, a fresh migrated database
+per test, cloned from a template migrated once, so tests never see each other's rows; and Azurite."""
 
 import shutil
 import tempfile
@@ -15,6 +15,7 @@ import pytest
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor, register_uuid
 
+from devhost.services import Azurite
 from shared.db.connection import ConnectionPool, UrlDatabase
 from shared.db.jobs import JobRepository
 from shared.db.migrate import migrate
@@ -190,3 +191,12 @@ def submit_job(pool: ConnectionPool) -> Callable[..., Job]:
         return submission.job
 
     return submit
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """Azurite on its standard ports (started if nothing listens there); yields the connection string."""
+    service = Azurite(state_dir=Path(__file__).resolve().parents[1] / ".devhost")
+    service.start()
+    yield "UseDevelopmentStorage=true"
+    service.stop()

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from devhost.services import Azurite
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
@@ -24,15 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[str]:
-    """Azurite on its standard ports (started if nothing listens there); yields the connection string."""
-    service = Azurite(state_dir=REPO / ".devhost")
-    service.start()
-    yield "UseDevelopmentStorage=true"
-    service.stop()
 
 
 @dataclass
@@ -80,7 +70,7 @@ def _wait_ready(host: DevhostProcess, seconds: float = 60) -> None:
         try:
             if requests.get(f"{host.base_url}/admin/host/status", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or bound but not serving yet
             pass
         time.sleep(0.2)
     host.stop()

@@ -1,0 +1,106 @@
+"""The whole app (function_app.py at the repo root) on devhost, with real Azurite, PostgreSQL and a local site."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+from psycopg2.extras import RealDictCursor
+
+from tests.conftest import create_database
+from tests.devhost.conftest import REPO, DevhostProcess, start_devhost
+from tests.e2e.site import TestSite
+
+FINAL = {"succeeded", "completed_with_errors", "failed", "cancelled", "timed_out"}
+
+
+def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[str, str]:
+    """Settings for one isolated app instance: its own database, queue and task hub, fast retries and ticks."""
+    return {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "TrawlStorage": "UseDevelopmentStorage=true",
+        "TRAWL_ENVIRONMENT": "local",
+        "TRAWL_DATABASE_AUTH": "url",
+        "TRAWL_DATABASE_URL": db_url,
+        "TRAWL_TASK_HUB": f"hub{uuid.uuid4().hex[:8]}",
+        "TRAWL_QUEUE_NAME": queue,
+        "TRAWL_PROGRESS_TICK_SECONDS": "1",
+        "TRAWL_ENQUEUE_BATCH_SIZE": "20",
+        "TRAWL_RECONCILE_SCHEDULE": "*/2 * * * * *",
+        "TRAWL_RECONCILE_GRACE_SECONDS": "3",
+        "TRAWL_FETCH_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "TRAWL_FETCH_ALLOWED_PORTS": f"80,443,{site.port}",
+        "TRAWL_FETCH_TOTAL_TIMEOUT": "10",
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:00",
+        "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.500",
+        **overrides,
+    }
+
+
+@dataclass
+class Trawl:
+    """A running Trawl instance and its database, with the calls tests make."""
+
+    host: DevhostProcess
+    db_url: str
+    queue: str
+
+    @property
+    def api(self) -> str:
+        return f"{self.host.base_url}/api"
+
+    def submit(self, urls: list[str], **options: Any) -> dict[str, Any]:
+        response = requests.post(f"{self.api}/jobs", json={"urls": urls, "options": options}, timeout=30)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = requests.get(f"{self.api}/jobs/{job_id}", timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_final(self, job_id: str, seconds: float = 90) -> dict[str, Any]:
+        return self.wait(job_id, lambda job: job["status"] in FINAL, seconds)
+
+    def wait(self, job_id: str, ready: Callable[[dict[str, Any]], bool], seconds: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if ready(job):
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} not ready after {seconds}s: {self.job(job_id)}\n{self.host.logs()[-4000:]}")
+
+    def rows(self, query: str, *params: Any) -> list[dict[str, Any]]:
+        with closing(psycopg2.connect(self.db_url)) as conn, conn.cursor(cursor_factory=RealDictCursor) as cur:
+            cur.execute(query, params or None)
+            return [dict(row) for row in cur.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[TestSite]:
+    server = TestSite().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_server: Any, template_db: str) -> str:
+    return str(pg_server.get_uri(database=create_database(pg_server, template=template_db)))
+
+
+@pytest.fixture(scope="module")
+def trawl(tmp_path_factory: pytest.TempPathFactory, azurite: str, module_db_url: str, site: TestSite) -> Iterator[Trawl]:
+    log_dir: Path = tmp_path_factory.mktemp("trawl")
+    queue = f"items-{uuid.uuid4().hex[:10]}"
+    host = start_devhost(REPO, log_dir / "devhost.log", app_env(module_db_url, site, queue))
+    yield Trawl(host, module_db_url, queue)
+    host.stop()
