@@ -8,7 +8,7 @@ from uuid import UUID
 import azure.durable_functions as df
 import azure.functions as func
 
-from api.callers import caller
+from api.callers import READ, SUBMIT, authorize
 from api.http import base_url, handles_errors, json_response, parse_body
 from orchestrators.job import CANCEL_EVENT, ORCHESTRATOR_NAME
 from shared import job_service
@@ -28,10 +28,11 @@ POLL_AFTER_SECONDS = "2"
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    who = authorize(req, SUBMIT)
     request = parse_body(req, SubmitJobRequest)
     settings = get_settings()
     key = _idempotency_key(req)
-    submission = await asyncio.to_thread(job_service.submit_job, get_pool(), caller(req), request, settings, key)
+    submission = await asyncio.to_thread(job_service.submit_job, get_pool(), who.owner, request, settings, key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
     return _job_response(req, submission.job, 200 if submission.replayed else 202)
@@ -40,7 +41,7 @@ async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
-    job = job_service.get_job(get_pool(), _job_id(req), caller(req))
+    job = job_service.get_job(get_pool(), _job_id(req), authorize(req, READ).scope)
     return _job_response(req, job, 200)
 
 
@@ -48,9 +49,9 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    who = authorize(req, SUBMIT)
     request = parse_body(req, CancelJobRequest, optional=True)
-    owner = caller(req)
-    job = await asyncio.to_thread(job_service.cancel_job, get_pool(), _job_id(req), owner, owner.actor, request.reason)
+    job = await asyncio.to_thread(job_service.cancel_job, get_pool(), _job_id(req), who.scope, who.actor, request.reason)
     try:
         await client.raise_event(str(job.id), CANCEL_EVENT, None)
     except Exception as exc:  # the request is recorded; the orchestration sees it at its next tick anyway
