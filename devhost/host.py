@@ -81,8 +81,8 @@ class Host:
         setting = self.options.postgres_setting
         if setting in os.environ and not os.environ[setting]:
             postgres = Postgres(state_dir)
-            os.environ[setting] = postgres.start()
-            self.runtimes.append(postgres)
+            self._start(postgres)
+            os.environ[setting] = postgres.uri
             log.info("%s is empty: using embedded PostgreSQL %s", setting, os.environ[setting])
 
     def _start_durable(self, functions: list[FunctionSpec], invoker: Invoker, http: HttpHost, config: HostConfig) -> None:

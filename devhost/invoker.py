@@ -45,8 +45,8 @@ class _Context(func.Context):
         return self._invocation_id
 
     @property
-    def thread_local_storage(self) -> threading.local:
-        return self._tls
+    def thread_local_storage(self) -> type[threading.local]:
+        return self._tls  # type: ignore[return-value]  # the SDK annotates the type; the worker returns an instance
 
     @property
     def function_name(self) -> str:

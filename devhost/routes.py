@@ -95,7 +95,9 @@ class RouteTemplate:
     @classmethod
     def parse(cls, template: str) -> RouteTemplate:
         template = template.strip("/")
-        regex, checks, precedence = "", {}, []
+        regex = ""
+        checks: dict[str, list[Check]] = {}
+        precedence: list[int] = []
         for index, segment in enumerate(template.split("/") if template else []):
             seg_regex, kinds = _segment(segment, checks, template)
             regex += ("/" if index else "") + seg_regex
@@ -115,7 +117,8 @@ class RouteTemplate:
 
 
 def _segment(segment: str, checks: dict[str, list[Check]], template: str) -> tuple[str, list[int]]:
-    regex, kinds, pos = "", [], 0
+    regex, pos = "", 0
+    kinds: list[int] = []
     for param in _PARAM.finditer(segment):
         regex += re.escape(segment[pos:param.start()])
         catch_all, name, constraints, optional = param.groups()

@@ -76,17 +76,17 @@ class Postgres:
     """PostgreSQL from the `pgserver` wheel, data in `<state>/pgdata`; a second start reuses it."""
 
     state_dir: Path
+    uri: str = ""
     _server: object | None = None
 
-    def start(self) -> str:
+    def start(self) -> None:
         import pgserver  # dev-only dependency: imported here so production never needs it
 
         data = self.state_dir / "pgdata"
         data.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(data, cleanup_mode="stop")
-        uri: str = self._server.get_uri()  # type: ignore[attr-defined]
+        self.uri = self._server.get_uri()  # type: ignore[attr-defined]
         log.info("embedded PostgreSQL started (data in %s)", data)
-        return uri
 
     def stop(self) -> None:
         if self._server is not None:
