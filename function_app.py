@@ -1,13 +1,22 @@
-"""Trawl's Function App: creates the DFApp and registers one blueprint per concern; nothing else."""
+"""Trawl's Function App: redacts credentials from logs, sets up telemetry, creates the DFApp and registers
+one blueprint per concern."""
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities import job_steps, reconciler, scrape_worker
-from api import health, jobs
+from api import admin, health, jobs, logs, openapi, results
 from orchestrators import job
+from shared.redaction import install_log_redaction
+from shared.telemetry import configure_telemetry
 
+install_log_redaction()
+configure_telemetry()
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(jobs.bp)
+app.register_functions(admin.bp)
+app.register_functions(results.bp)
+app.register_functions(logs.bp)
+app.register_functions(openapi.bp)
 app.register_functions(health.bp)
 app.register_functions(job.bp)
 app.register_functions(job_steps.bp)

@@ -24,7 +24,7 @@ def start_job(jobId: str) -> dict[str, Any]:
 @bp.activity_trigger(input_name="batch")
 def enqueue_items(batch: dict) -> int:  # type: ignore[type-arg]
     return orchestration_steps.enqueue_items(get_pool(), get_item_queue(), UUID(batch["job_id"]), int(batch["start"]),
-                                             int(batch["end"]))
+                                             int(batch["end"]), batch.get("traceparent"))
 
 
 @bp.activity_trigger(input_name="jobId")

@@ -17,6 +17,7 @@ from shared.item_worker import WorkResult, give_up_item, process_item
 from shared.messages import ItemMessage
 from shared.resources import fetch_limits, get_pool
 from shared.settings import get_settings
+from shared.telemetry import record_queue_latency
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 @bp.durable_client_input(client_name="client")
 async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     message = ItemMessage.model_validate_json(msg.get_body())
+    record_queue_latency(msg.insertion_time)
     limits = fetch_limits(get_settings())
     result = await asyncio.to_thread(process_item, get_pool(), message, limits)
     log.info("job %s item %s: %s (delivery %s)", message.job_id, message.seq, result.action, msg.dequeue_count)

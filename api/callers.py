@@ -5,16 +5,15 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared.models import ANONYMOUS_OWNER, Owner
+from shared.auth import ADMIN, READ, SUBMIT, InsufficientRoleError, bearer_token, get_token_validator, holds
+from shared.models import Owner
 
-SUBMIT = "Jobs.Submit"
-READ = "Jobs.Read"
-ADMIN = "Jobs.Admin"
+__all__ = ["ADMIN", "READ", "SUBMIT", "Caller", "authorize"]
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated principal and its app roles."""
+    """An authenticated principal and its app roles (and delegated scopes)."""
 
     owner: Owner
     roles: frozenset[str]
@@ -34,5 +33,12 @@ class Caller:
 
 
 def authorize(req: func.HttpRequest, role: str) -> Caller:
-    """The caller if it holds `role`. Until Entra ID auth lands (issue #4) everyone is the anonymous owner."""
-    return Caller(ANONYMOUS_OWNER, frozenset({SUBMIT, READ}))
+    """The caller behind the request's bearer token if it holds `role` (Jobs.Admin holds every role).
+
+    401 without a valid token, 403 with a valid token but without the role.
+    """
+    principal = get_token_validator().validate(bearer_token(req.headers.get("Authorization")))
+    caller = Caller(Owner(tenant_id=principal.tenant_id, object_id=principal.object_id), principal.permissions)
+    if not holds(caller.roles, role):
+        raise InsufficientRoleError(role)
+    return caller

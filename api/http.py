@@ -5,20 +5,24 @@ import functools
 import inspect
 import json
 import logging
+import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import azure.functions as func
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import BadRequest, PayloadTooLarge, TrawlError, ValidationFailed
 from shared.settings import get_settings
+from shared.telemetry import span
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-MAX_BODY_BYTES = 1024 * 1024
 SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
@@ -37,8 +41,9 @@ def problem_response(error: TrawlError, req: func.HttpRequest) -> func.HttpRespo
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if error.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+    challenge = _bearer_challenge(error)
+    if challenge:
+        headers["WWW-Authenticate"] = challenge
     return func.HttpResponse(json.dumps(error.problem(instance=_path(req)), default=str), status_code=error.status,
                              mimetype="application/problem+json", headers=headers)
 
@@ -46,8 +51,9 @@ def problem_response(error: TrawlError, req: func.HttpRequest) -> func.HttpRespo
 def parse_body(req: func.HttpRequest, model: type[M], *, optional: bool = False) -> M:
     """Decode and validate a JSON body; 413 when too large, 400 when not JSON, 422 when invalid."""
     raw = req.get_body() or b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is {len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    limit = get_settings().max_body_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is {len(raw)} bytes; at most {limit} are accepted")
     if not raw.strip():
         if optional:
             return model()
@@ -72,23 +78,40 @@ def base_url(req: func.HttpRequest) -> str:
 
 
 def handles_errors(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """Translate domain errors into problem responses and anything unexpected into a bare 500."""
+    """Run the endpoint in a server span (continuing the caller's `traceparent`), translating domain
+    errors into problem responses and anything unexpected into a bare 500."""
     if inspect.iscoroutinefunction(endpoint):
         @functools.wraps(endpoint)
         async def async_wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
-            try:
-                return await endpoint(req, *args, **kwargs)
-            except Exception as exc:
-                return _translate(exc, req)
+            with _server_span(req) as current:
+                try:
+                    response = await endpoint(req, *args, **kwargs)
+                except Exception as exc:
+                    response = _translate(exc, req)
+                current.set_attribute("http.response.status_code", response.status_code)
+                return response
         return async_wrapper
 
     @functools.wraps(endpoint)
     def wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
-        try:
-            return endpoint(req, *args, **kwargs)
-        except Exception as exc:
-            return _translate(exc, req)
+        with _server_span(req) as current:
+            try:
+                response = endpoint(req, *args, **kwargs)
+            except Exception as exc:
+                response = _translate(exc, req)
+            current.set_attribute("http.response.status_code", response.status_code)
+            return response
     return wrapper
+
+
+def _server_span(req: func.HttpRequest) -> AbstractContextManager[Span]:
+    route = _ID_SEGMENT.sub("/{id}", _path(req))
+    return span(f"{req.method} {route}", traceparent=req.headers.get("traceparent"), kind=SpanKind.SERVER,
+                attributes={"http.request.method": req.method, "http.route": route})
+
+
+# Ids in paths would make every span name unique; the route template keeps them groupable.
+_ID_SEGMENT = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
 
 
 def _translate(exc: Exception, req: func.HttpRequest) -> func.HttpResponse:
@@ -96,6 +119,14 @@ def _translate(exc: Exception, req: func.HttpRequest) -> func.HttpResponse:
         return problem_response(exc, req)
     log.exception("unhandled error in %s %s", req.method, _path(req))
     return problem_response(TrawlError("an unexpected error occurred; it has been logged"), req)
+
+
+def _bearer_challenge(error: TrawlError) -> str | None:
+    """RFC 6750 challenge: plain `Bearer` on a 401, with `error="..."` when the error names one."""
+    code = getattr(error, "bearer_error", None)
+    if code:
+        return f'Bearer error="{code}"'
+    return "Bearer" if error.status == 401 else None
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -1,22 +1,27 @@
-"""The job endpoints: submit (202 + status URL), read with progress, cancel. Thin: parse, call, respond."""
+"""The job endpoints: submit (202 + status URL), list, read with progress, cancel, retry. Thin: parse, call, respond."""
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from uuid import UUID
 
 import azure.durable_functions as df
 import azure.functions as func
+from opentelemetry import trace
 
 from api.callers import READ, SUBMIT, authorize
 from api.http import base_url, handles_errors, json_response, parse_body
+from api.params import parse_query
 from orchestrators.job import CANCEL_EVENT, ORCHESTRATOR_NAME
 from shared import job_service
 from shared.errors import BadRequest, NotFound
 from shared.models import Job
+from shared.quotas import submission_quota
 from shared.resources import get_pool
-from shared.schemas import CancelJobRequest, JobView, SubmitJobRequest
+from shared.schemas import CancelJobRequest, JobListQuery, JobPage, JobView, RetryJobRequest, SubmitJobRequest
 from shared.settings import get_settings
+from shared.telemetry import JOBS_SUBMITTED, current_traceparent
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -32,17 +37,28 @@ async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     request = parse_body(req, SubmitJobRequest)
     settings = get_settings()
     key = _idempotency_key(req)
-    submission = await asyncio.to_thread(job_service.submit_job, get_pool(), who.owner, request, settings, key)
+    async with submission_quota(who.owner, len(request.urls)):
+        submission = await asyncio.to_thread(job_service.submit_job, get_pool(), who.owner, request, settings, key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
     return _job_response(req, submission.job, 200 if submission.replayed else 202)
 
 
+@bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    listing = job_service.list_jobs(get_pool(), authorize(req, READ).scope, parse_query(req, JobListQuery))
+    base = base_url(req)
+    views = [JobView.of(job, base, listing.children.get(job.id, ())) for job in listing.jobs]
+    return json_response(JobPage(items=views, next_cursor=listing.next_cursor))
+
+
 @bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
-    job = job_service.get_job(get_pool(), _job_id(req), authorize(req, READ).scope)
-    return _job_response(req, job, 200)
+    scope = authorize(req, READ).scope
+    job = job_service.get_job(get_pool(), _job_id(req), scope)
+    return _job_response(req, job, 200, job_service.child_job_ids(get_pool(), job.id, scope))
 
 
 @bp.route(route="jobs/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -59,16 +75,34 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     return _job_response(req, job, 202)
 
 
+@bp.route(route="jobs/{id}/retry", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.durable_client_input(client_name="client")
+@handles_errors
+async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    who = authorize(req, SUBMIT)
+    request = parse_body(req, RetryJobRequest, optional=True)
+    key = _idempotency_key(req)
+    plan = await asyncio.to_thread(job_service.plan_retry, get_pool(), _job_id(req), who.scope, request)
+    async with submission_quota(plan.parent.owner, len(plan.urls)):
+        submission = await asyncio.to_thread(job_service.create_retry, get_pool(), plan, get_settings(), key)
+    if not submission.replayed:
+        await _start_orchestration(client, submission.job)
+    return _job_response(req, submission.job, 200 if submission.replayed else 202)
+
+
 async def _start_orchestration(client: df.DurableOrchestrationClient, job: Job) -> None:
+    JOBS_SUBMITTED.add(1)
+    orchestration_input = job_service.orchestration_input(job, get_settings(), current_traceparent())
     try:
-        await client.start_new(ORCHESTRATOR_NAME, str(job.id), job_service.orchestration_input(job, get_settings()))
+        await client.start_new(ORCHESTRATOR_NAME, str(job.id), orchestration_input)
     except Exception:  # the job is saved as pending: the reconciler starts its orchestration
         log.exception("job %s: starting its orchestration failed; the reconciler will retry", job.id)
 
 
-def _job_response(req: func.HttpRequest, job: Job, status: int) -> func.HttpResponse:
-    view = JobView.of(job, base_url(req))
-    headers = {"Location": view.links["self"]}
+def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequence[UUID] = ()) -> func.HttpResponse:
+    view = JobView.of(job, base_url(req), children)
+    trace.get_current_span().set_attribute("trawl.job.id", str(job.id))
+    headers = {"Location": view.links.self}
     if not job.status.is_final:
         headers["Retry-After"] = POLL_AFTER_SECONDS
     return json_response(view, status, headers)

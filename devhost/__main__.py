@@ -1,4 +1,7 @@
-"""`python -m devhost [--script-root DIR] [--port 7071]`: run a Functions app folder locally, like `func start`."""
+"""`python -m devhost [--script-root DIR] [--port 7071]`: run a Functions app folder locally, like `func start`.
+
+`python -m devhost token --user NAME [--roles ...]` prints a token of the local dev issuer (devhost/devauth.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from devhost import devauth
 from devhost.config import ConfigError
 from devhost.host import Host, HostOptions
 
@@ -24,6 +28,8 @@ def _parse(argv: list[str]) -> HostOptions:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["token"]:
+        return devauth.main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
     # The Azure SDKs log every HTTP request at INFO; the host log is about functions.
     logging.getLogger("azure").setLevel(logging.WARNING)

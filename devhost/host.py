@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from devhost.config import HostConfig, apply_local_settings
+from devhost.devauth import JWKS_PATH, jwks_handler
 from devhost.http_server import HttpHost
 from devhost.indexing import FunctionSpec, load_functions
 from devhost.invoker import Invoker
@@ -52,6 +53,7 @@ class Host:
             invoker.validate(spec)
         self.invoker = invoker
         http = HttpHost(functions, invoker, config.route_prefix, self.options.port)
+        http.add_system_route(JWKS_PATH, jwks_handler(self.options.state_dir or root / ".devhost"))
         self._start_durable(functions, invoker, http, config)
         self._start_queues_and_timers(functions, invoker, config)
         http.start()

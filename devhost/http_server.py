@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from azure.functions import meta
 
+from devhost.config import ConfigError
 from devhost.http_types import RawRequest, RawResponse, SystemHandler
 from devhost.indexing import FunctionSpec
 from devhost.invoker import FunctionFailedError, FunctionTimeoutError, Invoker
@@ -32,6 +33,10 @@ class HttpRoute:
     def for_function(cls, spec: FunctionSpec, prefix: str) -> HttpRoute:
         trigger = spec.trigger
         route = trigger.get("route") or spec.name
+        if route.strip("/").lower().startswith("admin"):
+            # The host reserves these for its own admin API, whatever the routePrefix.
+            raise ConfigError(f"function '{spec.name}': the specified route '{route}' conflicts with one or more "
+                              "built in routes")
         full = f"{prefix}/{route.strip('/')}" if prefix else route
         methods = trigger.get("methods")
         return cls(spec, RouteTemplate.parse(full), frozenset(m.upper() for m in methods) if methods else None)

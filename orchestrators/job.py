@@ -30,7 +30,8 @@ def job_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, 
         if started["status"] != "running":
             return started["status"]
         yield context.task_all([
-            context.call_activity("enqueue_items", {"job_id": job_id, "start": start, "end": end})
+            context.call_activity("enqueue_items", {"job_id": job_id, "start": start, "end": end,
+                                                    "traceparent": state.traceparent})
             for start, end in enqueue_batches(started["total"], state.batch_size)
         ])
     for _ in range(LOOPS_PER_GENERATION):

@@ -6,15 +6,19 @@ its job ended. Each case is a harmless no-op or a skip, decided on the rows in P
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from opentelemetry.trace import SpanKind
 
 from shared.db import ConnectionPool, in_transaction
 from shared.fetch import FetchError, FetchLimits
 from shared.messages import ItemMessage
 from shared.models import SYSTEM_ACTOR, ItemOutcome, JobStatus, WorkItem
 from shared.scrape import ScrapeResult, scrape
+from shared.telemetry import FETCH_DURATION, ITEMS_PROCESSED, POISONED, span, url_host
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,23 @@ class WorkResult:
 
 
 def process_item(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits, scraper: Scraper = scrape) -> WorkResult:
-    """Scrape one item and record the outcome; raises RetryableItemError for transient failures."""
+    """Scrape one item and record the outcome; raises RetryableItemError for transient failures.
+
+    Runs in a consumer span that continues the trace carried by the message."""
+    attributes = {"trawl.job.id": str(message.job_id), "trawl.item.seq": message.seq}
+    with span("scrape item", traceparent=message.traceparent, kind=SpanKind.CONSUMER, attributes=attributes) as current:
+        try:
+            result = _process(pool, message, limits, scraper)
+        except RetryableItemError:
+            current.set_attribute("trawl.outcome", "retry")
+            ITEMS_PROCESSED.add(1, {"outcome": "retry"})
+            raise
+        current.set_attribute("trawl.outcome", result.action)
+        ITEMS_PROCESSED.add(1, {"outcome": result.action})
+        return result
+
+
+def _process(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits, scraper: Scraper) -> WorkResult:
     work = in_transaction(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
     if work is None:
         log.error("job %s item %s does not exist; dropping the message", message.job_id, message.seq)
@@ -49,7 +69,7 @@ def process_item(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits
     if reason is not None:
         return WorkResult.of("skipped", in_transaction(pool, lambda tx: tx.jobs.skip_item(message.job_id, message.seq, reason)))
     try:
-        result = scraper(work.item.url, limits)
+        result = _fetch(scraper, work.item.url, limits)
     except FetchError as error:
         return _record_failure(pool, message, error)
     outcome = in_transaction(pool, lambda tx: tx.jobs.complete_item(
@@ -68,7 +88,26 @@ def give_up_item(pool: ConnectionPool, message: ItemMessage) -> WorkResult:
     text = f"gave up after {item.attempts} attempts: {last}"
     outcome = in_transaction(pool, lambda tx: tx.jobs.fail_item(
         message.job_id, message.seq, "gave_up", text, SYSTEM_ACTOR, item.http_status, counts_as_attempt=False))
+    if outcome.changed:
+        POISONED.add(1)
     return WorkResult.of("failed", outcome)
+
+
+def _fetch(scraper: Scraper, url: str, limits: FetchLimits) -> ScrapeResult:
+    """Fetch and parse in a client span that names the host only (paths and queries may hold secrets)."""
+    started = time.monotonic()
+    with span("fetch", kind=SpanKind.CLIENT, attributes={"url.host": url_host(url)}) as current:
+        try:
+            result = scraper(url, limits)
+        except FetchError as error:
+            current.set_attribute("trawl.error.code", error.code)
+            if error.http_status is not None:
+                current.set_attribute("http.response.status_code", error.http_status)
+            raise
+        finally:
+            FETCH_DURATION.record((time.monotonic() - started) * 1000)
+        current.set_attribute("http.response.status_code", result.status)
+        return result
 
 
 def _skip_reason(work: WorkItem) -> str | None:

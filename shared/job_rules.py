@@ -23,6 +23,7 @@ class OrchestrationInput(BaseModel):
     tick_seconds: int
     batch_size: int
     enqueued: bool = False
+    traceparent: str | None = None
 
 
 class ProgressSnapshot(BaseModel):

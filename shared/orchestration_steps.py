@@ -5,10 +5,13 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from opentelemetry.trace import SpanKind
+
 from shared.db import ConnectionPool, in_transaction
 from shared.item_queue import ItemQueue
 from shared.messages import ItemMessage
 from shared.models import SYSTEM_ACTOR, JobOutcome
+from shared.telemetry import JOBS_FINISHED, current_traceparent, span
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,15 @@ def start_job(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
 
 def enqueue_items(pool: ConnectionPool, queue: ItemQueue, job_id: UUID, start: int, end: int,
                   traceparent: str | None = None) -> int:
-    """Send a message for each still-pending item with seq in [start, end); final items are not re-sent."""
-    seqs = in_transaction(pool, lambda tx: tx.jobs.pending_item_seqs(job_id, after_seq=start - 1, limit=end - start))
-    messages = [ItemMessage(job_id=job_id, seq=seq, traceparent=traceparent) for seq in seqs if seq < end]
-    return queue.send(messages)
+    """Send a message for each still-pending item with seq in [start, end); final items are not re-sent.
+
+    The span continues the submission's trace; each message carries this span as its parent."""
+    attributes = {"trawl.job.id": str(job_id), "trawl.batch.start": start, "trawl.batch.end": end}
+    with span("enqueue items", traceparent=traceparent, kind=SpanKind.PRODUCER, attributes=attributes):
+        seqs = in_transaction(pool, lambda tx: tx.jobs.pending_item_seqs(job_id, after_seq=start - 1, limit=end - start))
+        parent = current_traceparent()
+        messages = [ItemMessage(job_id=job_id, seq=seq, traceparent=parent) for seq in seqs if seq < end]
+        return queue.send(messages)
 
 
 def job_progress(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
@@ -39,4 +47,6 @@ def finalise_job(pool: ConnectionPool, job_id: UUID, outcome: JobOutcome) -> str
     """End the job with `outcome` (idempotent) and return its final status."""
     result = in_transaction(pool, lambda tx: tx.jobs.finalise_job(job_id, outcome, SYSTEM_ACTOR))
     log.info("job %s finalised as %s (changed=%s)", job_id, result.job.status, result.changed)
+    if result.changed:
+        JOBS_FINISHED.add(1, {"status": result.job.status.value})
     return result.job.status.value

@@ -7,8 +7,11 @@ settings under the same name.
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
+from uuid import UUID
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PLACEHOLDERS = ("changeme", "<", "placeholder", "xxx")
 DEV_STORAGE = "UseDevelopmentStorage=true"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -54,6 +59,21 @@ class Settings(BaseSettings):
     fetch_allowed_networks: str = ""
     fetch_allowed_ports: str = "80,443"
 
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+
+    auth_mode: Literal["entra", "dev"] = "entra"
+    auth_tenant_ids: str = ""
+    auth_audiences: str = ""
+    auth_issuer_versions: str = "1,2"
+    auth_jwks_url: str = ""
+    auth_jwks_refetch_seconds: int = Field(300, ge=1, le=86_400)
+    website_instance_id: str = Field("", validation_alias="WEBSITE_INSTANCE_ID")
+
+    rate_table: str = "trawlquotas"
+    rate_submissions_per_minute: int = Field(30, ge=1, le=100_000)
+    rate_urls_per_day: int = Field(50_000, ge=1, le=100_000_000)
+    rate_running_jobs: int = Field(10, ge=1, le=10_000)
+
     @field_validator("fetch_allowed_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:
@@ -65,6 +85,27 @@ class Settings(BaseSettings):
     def _ports_parse(cls, value: str) -> str:
         if any(not 0 < p < 65536 for p in parse_ports(value)):
             raise ValueError("ports must be between 1 and 65535")
+        return value
+
+    @field_validator("auth_tenant_ids")
+    @classmethod
+    def _tenants_are_guids(cls, value: str) -> str:
+        for tenant in parse_list(value):
+            UUID(tenant)  # "common" or "organizations" would let any tenant in
+        return value
+
+    @field_validator("auth_issuer_versions")
+    @classmethod
+    def _versions_known(cls, value: str) -> str:
+        if not parse_list(value) or not set(parse_list(value)) <= {"1", "2"}:
+            raise ValueError("TRAWL_AUTH_ISSUER_VERSIONS lists 1 (sts.windows.net) and/or 2 (login.microsoftonline.com)")
+        return value
+
+    @field_validator("rate_table")
+    @classmethod
+    def _table_name_valid(cls, value: str) -> str:
+        if not _TABLE_NAME.match(value):
+            raise ValueError("TRAWL_RATE_TABLE must be 3-63 letters and digits, starting with a letter")
         return value
 
     @model_validator(mode="after")
@@ -79,6 +120,24 @@ class Settings(BaseSettings):
             raise ValueError("TrawlStorage (a connection string) or TrawlStorage__queueServiceUri is required")
         if self.environment != "local":
             self._reject_local_values()
+        return self
+
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> Settings:
+        """Dev auth never runs on Azure; Entra auth on Azure names its tenants and audiences."""
+        if self.auth_mode == "dev":
+            if self.environment != "local" or self.website_instance_id:
+                raise ValueError("TRAWL_AUTH_MODE=dev is refused on Azure (TRAWL_ENVIRONMENT=azure or WEBSITE_INSTANCE_ID set)")
+            if urlsplit(self.auth_jwks_url).hostname not in _LOOPBACK_HOSTS:
+                raise ValueError("TRAWL_AUTH_MODE=dev needs TRAWL_AUTH_JWKS_URL on this machine (the devhost's /.devhost/jwks)")
+        elif self.auth_jwks_url and urlsplit(self.auth_jwks_url).scheme != "https":
+            raise ValueError("TRAWL_AUTH_JWKS_URL must be https in entra mode")
+        if (self.auth_mode == "dev" or self.environment != "local") and not (self.tenant_ids and self.audiences):
+            raise ValueError("TRAWL_AUTH_TENANT_IDS and TRAWL_AUTH_AUDIENCES are required")
+        if self.environment != "local" and any(marker in self.auth_audiences.lower() for marker in _PLACEHOLDERS):
+            raise ValueError("TRAWL_AUTH_AUDIENCES still holds a placeholder value")
+        if not (self.storage_connection_string or self.storage_table_service_uri):
+            raise ValueError("TrawlStorage (a connection string) or TrawlStorage__tableServiceUri is required")
         return self
 
     def _reject_local_values(self) -> None:
@@ -98,6 +157,18 @@ class Settings(BaseSettings):
     def allowed_ports(self) -> frozenset[int]:
         return frozenset(parse_ports(self.fetch_allowed_ports))
 
+    @property
+    def tenant_ids(self) -> frozenset[str]:
+        return frozenset(str(UUID(tenant)) for tenant in parse_list(self.auth_tenant_ids))
+
+    @property
+    def audiences(self) -> frozenset[str]:
+        return frozenset(parse_list(self.auth_audiences))
+
+    @property
+    def issuer_versions(self) -> frozenset[str]:
+        return frozenset(parse_list(self.auth_issuer_versions))
+
 
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
     """Parse comma-separated CIDRs, e.g. "127.0.0.0/8, ::1/128"."""
@@ -106,6 +177,11 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
 
 def parse_ports(value: str) -> list[int]:
     return [int(part) for part in value.split(",") if part.strip()]
+
+
+def parse_list(value: str) -> list[str]:
+    """Parse a comma-separated setting into its non-empty, stripped parts."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

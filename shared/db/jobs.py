@@ -11,7 +11,7 @@ one caller sees `remaining == 0`. Locks are taken items first, then the job row;
 combine several calls in one transaction should keep that order to avoid deadlocks.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -25,6 +25,7 @@ from shared.db.rows import (
     job_from_row,
     owner_params,
     progress_from_row,
+    status_values,
 )
 from shared.models import (
     OUTCOME_SOURCES,
@@ -77,7 +78,7 @@ WITH item AS (
 )
 UPDATE jobs SET succeeded = succeeded + 1 FROM item WHERE jobs.id = item.job_id
 RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _FAIL_ITEM = f"""
 WITH item AS (
@@ -91,7 +92,7 @@ WITH item AS (
 )
 UPDATE jobs SET failed = failed + 1 FROM item WHERE jobs.id = item.job_id
 RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _SKIP_ITEM = f"""
 WITH item AS (
@@ -102,7 +103,7 @@ WITH item AS (
 )
 UPDATE jobs SET skipped = skipped + 1 FROM item WHERE jobs.id = item.job_id
 RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _SKIP_PENDING_ITEMS = """
 WITH skipped AS (
@@ -144,13 +145,13 @@ UPDATE jobs j
  WHERE j.id = %(job_id)s AND j.status IN ('pending', 'running')
    AND j.cancel_requested_at IS NULL AND {OWNER_SCOPE}
 RETURNING j.*
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _ITEM_STATE = f"""
 SELECT i.status AS item_status, jobs.status AS job_status, {_REMAINING} AS remaining
   FROM job_items i JOIN jobs ON jobs.id = i.job_id
  WHERE i.job_id = %(job_id)s AND i.seq = %(seq)s
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 
 class JobRepository:
@@ -205,10 +206,10 @@ class JobRepository:
         scope = """owner_tenant_id = %(owner_tenant_id)s AND owner_object_id = %(owner_object_id)s
                    AND idempotency_key = %(key)s"""
         self._cur.execute(
-            f"UPDATE jobs SET idempotency_key = NULL WHERE {scope} AND created_at <= now() - %(ttl)s",
+            f"UPDATE jobs SET idempotency_key = NULL WHERE {scope} AND created_at <= now() - %(ttl)s",  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
             params,
         )
-        self._cur.execute(f"SELECT * FROM jobs WHERE {scope}", params)
+        self._cur.execute(f"SELECT * FROM jobs WHERE {scope}", params)  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
         return self._cur.fetchone()
 
     def _insert_job(
@@ -400,7 +401,7 @@ class JobRepository:
     def get_job(self, job_id: UUID, owner: Owner | None) -> Job | None:
         """The job if it exists and belongs to `owner` (None: any owner, for admins)."""
         self._cur.execute(
-            f"SELECT * FROM jobs j WHERE j.id = %(job_id)s AND {OWNER_SCOPE}",
+            f"SELECT * FROM jobs j WHERE j.id = %(job_id)s AND {OWNER_SCOPE}",  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
             {**owner_params(owner), "job_id": job_id},
         )
         row = self._cur.fetchone()
@@ -422,6 +423,14 @@ class JobRepository:
             (job_id, after_seq, limit),
         )
         return [row["seq"] for row in self._cur.fetchall()]
+
+    def item_urls(self, job_id: UUID, statuses: Collection[ItemStatus]) -> list[str]:
+        """URLs of a job's items in `statuses`, in seq order: what a retry of the job submits."""
+        self._cur.execute(
+            "SELECT url FROM job_items WHERE job_id = %s AND status = ANY(%s) ORDER BY seq",
+            (job_id, status_values(statuses)),
+        )
+        return [row["url"] for row in self._cur.fetchall()]
 
     def item_for_work(self, job_id: UUID, seq: int) -> WorkItem | None:
         """An item with its job's status, cancel flag, deadline and options, so a worker can

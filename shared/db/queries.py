@@ -23,7 +23,7 @@ SELECT * FROM jobs j
         OR (j.created_at, j.id) < (%(after_created_at)s, %(after_id)s::uuid))
  ORDER BY j.created_at DESC, j.id DESC
  LIMIT %(limit)s
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _LIST_ITEMS = f"""
 SELECT i.* FROM job_items i JOIN jobs j ON j.id = i.job_id
@@ -32,14 +32,20 @@ SELECT i.* FROM job_items i JOIN jobs j ON j.id = i.job_id
    AND i.seq > %(after_seq)s
  ORDER BY i.seq
  LIMIT %(limit)s
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+_CHILD_JOBS = f"""
+SELECT j.parent_job_id, j.id FROM jobs j
+ WHERE j.parent_job_id = ANY(%(parent_ids)s::uuid[]) AND {OWNER_SCOPE}
+ ORDER BY j.created_at, j.id
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _LIST_EVENTS = f"""
 SELECT e.* FROM job_events e JOIN jobs j ON j.id = e.job_id
  WHERE e.job_id = %(job_id)s AND {OWNER_SCOPE} AND e.id > %(after_id)s
  ORDER BY e.id
  LIMIT %(limit)s
-"""
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 
 class JobQueries:
@@ -54,7 +60,7 @@ class JobQueries:
 
     def list_jobs(
         self,
-        owner: Owner,
+        owner: Owner | None,
         statuses: Collection[JobStatus] | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
@@ -62,7 +68,8 @@ class JobQueries:
         limit: int = 50,
     ) -> list[Job]:
         """The owner's jobs newest first, filtered by status and creation window
-        (`created_after <= created_at < created_before`), continuing after the key `after`."""
+        (`created_after <= created_at < created_before`), continuing after the key `after`
+        (owner None: every owner's, for admins)."""
         params = {
             **owner_params(owner),
             "statuses": status_values(statuses),
@@ -118,3 +125,13 @@ class JobQueries:
         params = {**owner_params(owner), "job_id": job_id, "after_id": after_id, "limit": limit}
         self._cur.execute(_LIST_EVENTS, params)
         return [event_from_row(row) for row in self._cur.fetchall()]
+
+    def child_job_ids(self, parent_ids: Collection[UUID], owner: Owner | None) -> dict[UUID, list[UUID]]:
+        """The ids of the jobs created by retrying each of `parent_ids`, oldest first; parents
+        without retries are left out (owner None: admin)."""
+        params = {**owner_params(owner), "parent_ids": [str(job_id) for job_id in parent_ids]}
+        self._cur.execute(_CHILD_JOBS, params)
+        children: dict[UUID, list[UUID]] = {}
+        for row in self._cur.fetchall():
+            children.setdefault(UUID(str(row["parent_job_id"])), []).append(UUID(str(row["id"])))
+        return children

@@ -10,14 +10,17 @@ Leaving the block without `commit()`, normally or by an exception, rolls everyth
 """
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from types import TracebackType
 from typing import TypeVar
 
+from opentelemetry.trace import SpanKind
 from psycopg2.extras import RealDictCursor
 
 from shared.db.connection import Connection, ConnectionPool, is_broken
 from shared.db.jobs import JobRepository
 from shared.db.queries import JobQueries
+from shared.telemetry import span
 
 T = TypeVar("T")
 
@@ -31,8 +34,12 @@ class UnitOfWork:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._conn: Connection | None = None
+        self._span = ExitStack()
 
     def __enter__(self) -> "UnitOfWork":
+        # One client span per transaction: enough to see database time in a trace, no SQL text.
+        self._span.enter_context(span("postgresql transaction", kind=SpanKind.CLIENT,
+                                      attributes={"db.system": "postgresql"}))
         self._conn = self._pool.getconn()
         cursor = self._conn.cursor(cursor_factory=RealDictCursor)
         self.jobs = JobRepository(cursor)
@@ -46,14 +53,14 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
         try:
             # A lost connection cannot roll back; the server already discarded its work.
-            if not is_broken(conn):
+            if conn is not None and not is_broken(conn):
                 conn.rollback()
         finally:
-            self._pool.putconn(conn)
+            if conn is not None:
+                self._pool.putconn(conn)
+            self._span.close()
 
     def commit(self) -> None:
         """Make everything done in this unit of work durable."""

@@ -1,11 +1,21 @@
-"""The whole app (function_app.py at the repo root) on devhost, with real Azurite, PostgreSQL and a local site."""
+"""The whole app (function_app.py at the repo root) on devhost, with real Azurite, PostgreSQL and a local site.
+
+The app runs with TRAWL_AUTH_MODE=dev: tests call it with tokens of devhost's dev issuer (its key in
+`.devhost/devauth/`). Its JWKS is served here, from the test process, so an app restarted on another
+port (test_recovery) keeps trusting the same keys; tests/e2e/test_security.py checks devhost's own
+`/.devhost/jwks` route and `python -m devhost token`.
+"""
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +24,53 @@ import pytest
 import requests
 from psycopg2.extras import RealDictCursor
 
+from devhost import devauth
+from shared.auth import READ, SUBMIT
+from shared.models import Owner
 from tests.conftest import create_database
 from tests.devhost.conftest import REPO, DevhostProcess, start_devhost
 from tests.e2e.site import TestSite
 
 FINAL = {"succeeded", "completed_with_errors", "failed", "cancelled", "timed_out"}
+DEV_ISSUER = devauth.DevIssuer(REPO / ".devhost")
+DEFAULT_USER = "alice"
+DEFAULT_ROLES = (SUBMIT, READ)
+
+
+@lru_cache(maxsize=1)
+def dev_jwks_url() -> str:
+    """The dev issuer's JWKS, served from this process for as long as it runs."""
+    document = json.dumps(DEV_ISSUER.jwks()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/.devhost/jwks"
+
+
+def dev_token(user: str = DEFAULT_USER, roles: Sequence[str] = DEFAULT_ROLES, **kwargs: Any) -> str:
+    return DEV_ISSUER.mint(user, list(roles), **kwargs)
+
+
+def dev_owner(user: str = DEFAULT_USER) -> Owner:
+    return Owner(tenant_id=devauth.DEFAULT_TENANT, object_id=devauth.object_id(user))
+
+
+def session_for(user: str = DEFAULT_USER, roles: Sequence[str] = DEFAULT_ROLES) -> requests.Session:
+    """A requests session that sends this dev user's bearer token."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {dev_token(user, roles)}"
+    return session
 
 
 def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[str, str]:
@@ -39,6 +91,14 @@ def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[s
         "TRAWL_FETCH_ALLOWED_NETWORKS": "127.0.0.0/8",
         "TRAWL_FETCH_ALLOWED_PORTS": f"80,443,{site.port}",
         "TRAWL_FETCH_TOTAL_TIMEOUT": "10",
+        "TRAWL_AUTH_MODE": "dev",
+        "TRAWL_AUTH_TENANT_IDS": devauth.DEFAULT_TENANT,
+        "TRAWL_AUTH_AUDIENCES": devauth.DEFAULT_AUDIENCE,
+        "TRAWL_AUTH_JWKS_URL": dev_jwks_url(),
+        "TRAWL_RATE_TABLE": f"quotas{uuid.uuid4().hex[:12]}",
+        "TRAWL_RATE_SUBMISSIONS_PER_MINUTE": "1000",
+        "TRAWL_RATE_URLS_PER_DAY": "10000000",
+        "TRAWL_RATE_RUNNING_JOBS": "100",
         "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:00",
         "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.500",
         **overrides,
@@ -47,23 +107,33 @@ def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[s
 
 @dataclass
 class Trawl:
-    """A running Trawl instance and its database, with the calls tests make."""
+    """A running Trawl instance and its database, with the calls tests make as `user` (`http` sends its token)."""
 
     host: DevhostProcess
     db_url: str
     queue: str
+    user: str = DEFAULT_USER
+    http: requests.Session = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = session_for(self.user)
 
     @property
     def api(self) -> str:
         return f"{self.host.base_url}/api"
 
+    @property
+    def owner(self) -> Owner:
+        """The owner of the jobs `user` submits (for rows written straight into the database)."""
+        return dev_owner(self.user)
+
     def submit(self, urls: list[str], **options: Any) -> dict[str, Any]:
-        response = requests.post(f"{self.api}/jobs", json={"urls": urls, "options": options}, timeout=30)
+        response = self.http.post(f"{self.api}/jobs", json={"urls": urls, "options": options}, timeout=30)
         assert response.status_code == 202, response.text
         return response.json()
 
     def job(self, job_id: str) -> dict[str, Any]:
-        response = requests.get(f"{self.api}/jobs/{job_id}", timeout=30)
+        response = self.http.get(f"{self.api}/jobs/{job_id}", timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -47,7 +47,8 @@ class TestSite:
         self.server.shutdown()
         self.server.server_close()
 
-    def respond(self, path: str) -> tuple[int, str]:
+    def respond(self, target: str) -> tuple[int, str]:
+        path = target.split("?", 1)[0]
         with self._lock:
             self.hits[path] += 1
             count = self.hits[path]

@@ -12,11 +12,12 @@ from tests.unit.durable_replay import Replay
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 JOB = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def _input(**overrides: Any) -> dict[str, Any]:
     base = {"job_id": JOB, "deadline_at": (T0 + timedelta(minutes=10)).isoformat(), "tick_seconds": 5,
-            "batch_size": 2, "enqueued": False}
+            "batch_size": 2, "enqueued": False, "traceparent": TRACEPARENT}
     return {**base, **overrides}
 
 
@@ -49,7 +50,8 @@ def test_fans_out_in_batches_then_completes_when_items_done_arrives() -> None:
     names = [name for name, _ in replay.calls]
     assert names == ["start_job", "enqueue_items", "enqueue_items", "job_progress", "job_progress", "finalise_job"]
     assert [payload for name, payload in replay.calls if name == "enqueue_items"] == [
-        {"job_id": JOB, "start": 0, "end": 2}, {"job_id": JOB, "start": 2, "end": 3}]
+        {"job_id": JOB, "start": 0, "end": 2, "traceparent": TRACEPARENT},
+        {"job_id": JOB, "start": 2, "end": 3, "traceparent": TRACEPARENT}]
     assert replay.calls[-1] == ("finalise_job", {"job_id": JOB, "outcome": "completed"})
     assert replay.custom_statuses[-1] == {"total": 3, "succeeded": 2, "failed": 1, "skipped": 0}
 

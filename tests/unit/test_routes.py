@@ -34,3 +34,13 @@ def test_literal_segments_take_precedence_over_parameters() -> None:
 def test_unknown_constraint_fails_loudly() -> None:
     with pytest.raises(ConfigError, match="unsupported route constraint 'nonsense'"):
         RouteTemplate.parse("a/{x:nonsense}")
+
+
+def test_routes_under_admin_are_refused_as_the_host_does() -> None:
+    from devhost.http_server import HttpRoute
+    from devhost.indexing import FunctionSpec
+
+    trigger = {"type": "httpTrigger", "name": "req", "direction": "IN", "route": "admin/jobs/{id}"}
+    spec = FunctionSpec("admin_job", (trigger,), lambda req: None)
+    with pytest.raises(ConfigError, match="conflicts with one or more built in routes"):
+        HttpRoute.for_function(spec, "api")

@@ -1,0 +1,148 @@
+"""`GET /api/openapi.json` (anonymous): the API's OpenAPI 3.1 contract, and the table of operations it is built from.
+
+`python -m api.openapi` prints the document; `python -m api.openapi --readme` rewrites the README's
+API section from it (a test fails when the README drifts from the document).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+
+from api.callers import ADMIN, READ, SUBMIT
+from api.http import json_response
+from shared.openapi import Body, Header, Operation, Security, Success, build_document, readme_section, replace_block
+from shared.schemas import (
+    CancelJobRequest,
+    EventPage,
+    HealthView,
+    ItemPage,
+    JobListQuery,
+    JobPage,
+    JobView,
+    LogsQuery,
+    OrchestrationQuery,
+    ResultsQuery,
+    RetryJobRequest,
+    SubmitJobRequest,
+)
+
+bp = func.Blueprint()
+
+TITLE = "Trawl"
+VERSION = "0.1.0"
+DESCRIPTION = ("Durable web-scraping jobs: submit URLs, follow the job, read per-URL results and the audit log. "
+               "Errors are RFC 9457 problem details.")
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_START, README_END = "<!-- api:start -->", "<!-- api:end -->"
+ENTRA_AUTHORITY = "https://login.microsoftonline.com/organizations/oauth2/v2.0"
+SECURITY = Security(
+    roles={SUBMIT: "Submit, cancel and retry your jobs.", READ: "Read your jobs, their results and logs.",
+           ADMIN: "See and act on every owner's jobs."},
+    authorization_url=f"{ENTRA_AUTHORITY}/authorize",
+    token_url=f"{ENTRA_AUTHORITY}/token",
+)
+
+IDEMPOTENCY_KEY = Header("Idempotency-Key", "Makes the request safe to repeat for 24 hours: the same key and body "
+                         "return the job it created (200); the same key with another body is a 422.",
+                         {"type": "string", "minLength": 1, "maxLength": 200})
+JOB_HEADERS = ("Location", "Retry-After")
+JOB = Body("application/json", JobView)
+JOB_PROBLEMS = (401, 403, 404, 429, 503)
+
+OPERATIONS = (
+    Operation(
+        "post", "/api/jobs", "submitJob", "Submit a job", "Creates a job of URLs to scrape and starts it. Poll "
+        "`statusQueryGetUri` (or `Location`) until its status is final.", "jobs", SUBMIT,
+        {202: Success("Accepted: the job is created and starts.", [JOB], JOB_HEADERS),
+         200: Success("The job an earlier request with the same Idempotency-Key and body created.", [JOB],
+                      JOB_HEADERS)},
+        (400, 401, 403, 413, 422, 429, 503), body=SubmitJobRequest, body_required=True, headers=[IDEMPOTENCY_KEY]),
+    Operation(
+        "get", "/api/jobs", "listJobs", "List your jobs", "Your jobs, newest first, one page at a time.", "jobs", READ,
+        {200: Success("One page of jobs.", [Body("application/json", JobPage)])},
+        (400, 401, 403, 429, 503), query=JobListQuery),
+    Operation(
+        "get", "/api/jobs/{id}", "getJob", "Get a job", "The job's status, progress, cancellation and retries; "
+        "`Retry-After` while it runs.", "jobs", READ,
+        {200: Success("The job.", [JOB], JOB_HEADERS)}, JOB_PROBLEMS),
+    Operation(
+        "delete", "/api/jobs/{id}", "cancelJob", "Cancel a job", "Asks a pending or running job to stop; items not "
+        "yet scraped are skipped. The optional reason is kept in the audit log.", "jobs", SUBMIT,
+        {202: Success("Accepted: the job is being cancelled.", [JOB], JOB_HEADERS)},
+        (400, 409, 413, 422, *JOB_PROBLEMS), body=CancelJobRequest),
+    Operation(
+        "post", "/api/jobs/{id}/retry", "retryJob", "Retry a job's failed items", "Creates a new job (its "
+        "`parent_job_id` is this job, which lists it in `children`) for the failed, and optionally skipped, URLs of "
+        "a final job. 409 while the job runs, 422 `nothing-to-retry` when no item qualifies.", "jobs", SUBMIT,
+        {202: Success("Accepted: the new job is created and starts.", [JOB], JOB_HEADERS),
+         200: Success("The job an earlier request with the same Idempotency-Key created.", [JOB], JOB_HEADERS)},
+        (400, 409, 413, 422, *JOB_PROBLEMS), body=RetryJobRequest, headers=[IDEMPOTENCY_KEY]),
+    Operation(
+        "get", "/api/jobs/{id}/results", "getJobResults", "Get a job's results", "Per-URL results in submission "
+        "order: a page of JSON, or every matching item as NDJSON or CSV (422 `export-too-large` past 64 MiB: page "
+        "with `format=json`).", "results", READ,
+        {200: Success("The results.", [
+            Body("application/json", ItemPage),
+            Body("application/x-ndjson", description="One ItemView JSON object per line."),
+            Body("text/csv", description="A header row, then one flattened row per item; cells that would start "
+                                         "a formula are prefixed with a single quote."),
+        ], ("Content-Disposition",))},
+        (400, 422, *JOB_PROBLEMS), query=ResultsQuery),
+    Operation(
+        "get", "/api/jobs/{id}/logs", "getJobLogs", "Get a job's audit log", "What happened to the job and who did "
+        "it, oldest first.", "jobs", READ,
+        {200: Success("Audit log entries.", [Body("application/json", EventPage)])},
+        (400, *JOB_PROBLEMS), query=LogsQuery),
+    Operation(
+        "get", "/api/jobs/{id}/orchestration", "getJobOrchestration", "Get a job's orchestration (operators)",
+        "The Durable Functions status of the job's orchestration (instance id = job id) with its input, and its "
+        "history if asked: for diagnosing a job. 404 also when the job has no orchestration.", "operations", ADMIN,
+        {200: Success("The orchestration's status.", [
+            Body("application/json", description="Durable Functions orchestration status", schema={"type": "object"})])},
+        JOB_PROBLEMS, query=OrchestrationQuery),
+    Operation(
+        "get", "/api/health", "health", "Health", "Liveness plus database and storage reachability.", "service",
+        None, {200: Success("Healthy.", [Body("application/json", HealthView)]),
+               503: Success("A dependency is failing.", [Body("application/json", HealthView)])}),
+    Operation(
+        "get", "/api/openapi.json", "openapi", "This document", "The OpenAPI 3.1 contract of this API.", "service",
+        None, {200: Success("The OpenAPI document.", [Body("application/json", description="OpenAPI 3.1", schema={"type": "object"})])}),
+)
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document (built once per process)."""
+    return build_document(TITLE, VERSION, DESCRIPTION, OPERATIONS, SECURITY)
+
+
+def readme_with_api_section(readme: str) -> str:
+    """`readme` with its API section regenerated from the document."""
+    return replace_block(readme, readme_section(openapi_document()), README_START, README_END)
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(openapi_document())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.openapi", description=__doc__)
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's API section instead of printing")
+    args = parser.parse_args(argv)
+    if args.readme:
+        README.write_text(readme_with_api_section(README.read_text()))
+    else:
+        json.dump(openapi_document(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""`GET /api/jobs/{id}/results`: a job's per-URL results as JSON pages, or whole as NDJSON or CSV."""
+from __future__ import annotations
+
+import azure.functions as func
+
+from api.callers import READ, authorize
+from api.http import SECURITY_HEADERS, handles_errors, json_response
+from api.params import job_id_of, parse_query
+from shared import exports, job_service
+from shared.resources import get_pool
+from shared.schemas import ItemPage, ItemView, ResultsQuery
+
+bp = func.Blueprint()
+
+# Python Functions build a response whole, so an export is buffered: past this, page with format=json.
+MAX_EXPORT_BYTES = 64 * 1024 * 1024
+
+
+@bp.route(route="jobs/{id}/results", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def job_results(req: func.HttpRequest) -> func.HttpResponse:
+    scope = authorize(req, READ).scope
+    query = parse_query(req, ResultsQuery)
+    job_id = job_id_of(req)
+    if query.format == "json":
+        listing = job_service.list_results(get_pool(), job_id, scope, query)
+        return json_response(ItemPage(items=[ItemView.of(item) for item in listing.items],
+                                      next_cursor=listing.next_cursor))
+    chunks = exports.export_items(get_pool(), job_id, scope, query.status, query.format)
+    body = exports.collect(chunks, MAX_EXPORT_BYTES, f"page through /api/jobs/{job_id}/results?format=json instead")
+    disposition = f'attachment; filename="trawl-{job_id}.{query.format}"'
+    headers = {**SECURITY_HEADERS, "Content-Type": exports.MEDIA_TYPES[query.format], "Content-Disposition": disposition}
+    return func.HttpResponse(body, status_code=200, headers=headers)

@@ -1,0 +1,126 @@
+"""A local token issuer for apps run with TRAWL_AUTH_MODE=dev: devhost's stand-in for Entra ID.
+
+Its RSA signing key is generated on first use into `<state>/devauth/` (git-ignored with the rest of
+`.devhost/`), devhost serves the public key as a JWKS at `/.devhost/jwks`, and
+
+    python -m devhost token --user alice --roles Jobs.Submit,Jobs.Read
+
+prints an access token shaped like Entra ID's (tid, oid, roles, aud, iss, exp/nbf/iat) for it. The
+issuer is `https://devhost.localhost/<tenant>/v2.0`, never an Entra ID issuer, so these tokens fail
+wherever the app expects Entra ID.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from devhost.http_types import RawRequest, RawResponse, SystemHandler
+
+JWKS_PATH = "/.devhost/jwks"
+ISSUER = "https://devhost.localhost/{tenant}/v2.0"
+DEFAULT_TENANT = "00000000-0000-4000-8000-00000000d3b0"
+DEFAULT_AUDIENCE = "api://trawl-local"
+KEY_FILE = "signing-key.pem"
+
+
+class DevIssuer:
+    """The signing key in `<state_dir>/devauth/`, its JWKS, and tokens signed with it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.key_path = state_dir / "devauth" / KEY_FILE
+
+    def private_key(self) -> rsa.RSAPrivateKey:
+        """The signing key, generated on first use; concurrent first uses agree on one key."""
+        if not self.key_path.exists():
+            self._generate()
+        key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{self.key_path} does not hold an RSA private key")
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key as a JSON Web Key Set."""
+        public = RSAAlgorithm.to_jwk(self.private_key().public_key(), as_dict=True)
+        return {"keys": [{**public, "kid": key_id(public), "use": "sig", "alg": "RS256"}]}
+
+    def mint(self, user: str, roles: list[str], tenant: str = DEFAULT_TENANT, audience: str = DEFAULT_AUDIENCE,
+             minutes: int = 60) -> str:
+        """An access token for `user` (its oid is stable per tenant and user name) with these app roles."""
+        key = self.private_key()
+        now = int(time.time())
+        oid = object_id(user, tenant)
+        claims = {
+            "iss": ISSUER.format(tenant=tenant), "aud": audience, "tid": tenant, "oid": oid, "sub": oid,
+            "name": user, "preferred_username": f"{user}@devhost.localhost", "roles": roles, "ver": "2.0",
+            "iat": now, "nbf": now, "exp": now + minutes * 60,
+        }
+        kid = key_id(RSAAlgorithm.to_jwk(key.public_key(), as_dict=True))
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": "JWT"})
+
+    def _generate(self) -> None:
+        self.key_path.parent.mkdir(parents=True, exist_ok=True)
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        staging = self.key_path.with_name(f".{KEY_FILE}.{os.getpid()}")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(pem)
+        try:
+            os.link(staging, self.key_path)  # atomic, and fails if another process got there first
+        except FileExistsError:
+            pass  # that process's key is the key: exactly what we want
+        finally:
+            staging.unlink()
+
+
+def object_id(user: str, tenant: str = DEFAULT_TENANT) -> str:
+    """The stable oid of a dev user name in a tenant."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"devhost:{tenant}:{user}"))
+
+
+def key_id(public_jwk: dict[str, Any]) -> str:
+    """The RFC 7638 thumbprint of an RSA public JWK, used as its `kid`."""
+    canonical = json.dumps({k: public_jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def jwks_handler(state_dir: Path) -> SystemHandler:
+    """devhost's `/.devhost/jwks` route."""
+    issuer = DevIssuer(state_dir)
+
+    def handle(request: RawRequest) -> RawResponse:
+        if request.method not in ("GET", "HEAD"):
+            return RawResponse(405, {"Allow": "GET"})
+        return RawResponse.json(200, issuer.jwks(), {"Cache-Control": "max-age=300"})
+
+    return handle
+
+
+def main(argv: list[str]) -> int:
+    """`python -m devhost token ...`: print a dev token on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m devhost token", description=main.__doc__)
+    parser.add_argument("--user", required=True, help="user name; the same name always gets the same oid")
+    parser.add_argument("--roles", default="Jobs.Submit,Jobs.Read", help="comma-separated app roles")
+    parser.add_argument("--tenant", default=DEFAULT_TENANT, help=f"tenant id (default {DEFAULT_TENANT})")
+    parser.add_argument("--audience", default=DEFAULT_AUDIENCE, help=f"audience (default {DEFAULT_AUDIENCE})")
+    parser.add_argument("--minutes", type=int, default=60, help="lifetime in minutes (default 60)")
+    parser.add_argument("--script-root", type=Path, default=Path.cwd(), help="the app folder (default: current folder)")
+    parser.add_argument("--state-dir", type=Path, default=None, help="devhost's state (default: <script-root>/.devhost)")
+    args = parser.parse_args(argv)
+    roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    issuer = DevIssuer(args.state_dir or args.script_root.resolve() / ".devhost")
+    sys.stdout.write(issuer.mint(args.user, roles, args.tenant, args.audience, args.minutes) + "\n")
+    return 0

@@ -1,0 +1,140 @@
+"""The token signing keys of one issuer, fetched from its JWKS document and cached by key id.
+
+The cache refreshes itself every `max_age_seconds` and, when a token names a key id it does not
+know (a key rollover), fetches the document again at once, but at most once per
+`refetch_interval_seconds`, so tokens with made-up key ids cannot make it hammer the endpoint.
+A failed fetch keeps the keys already held: a key endpoint outage does not become an outage of
+the API. Only the configured URL is ever fetched; a token's own `jku`/`jwk`/`x5u` headers are
+never read.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jwt
+import requests
+
+from shared.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+JwksDocument = Mapping[str, Any]
+
+SIGNING_ALGORITHM = "RS256"
+MIN_RSA_KEY_BITS = 2048
+_FETCH_TIMEOUT_SECONDS = (3.0, 5.0)
+_MAX_DOCUMENT_BYTES = 512 * 1024
+
+
+class SigningKeysUnavailableError(Unavailable):
+    """No signing keys are cached and the key endpoint cannot be reached: tokens cannot be checked."""
+
+
+class JwksFetchError(Exception):
+    """The JWKS document could not be fetched or holds no usable key."""
+
+
+def http_jwks_fetcher(url: str) -> Callable[[], JwksDocument]:
+    """A function that GETs the JWKS document at `url` (bounded time and size)."""
+
+    def fetch() -> JwksDocument:
+        try:
+            response = requests.get(url, timeout=_FETCH_TIMEOUT_SECONDS, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise JwksFetchError(f"GET {url} failed: {exc}") from exc
+        if response.status_code != 200:
+            raise JwksFetchError(f"GET {url} answered {response.status_code}")
+        if len(response.content) > _MAX_DOCUMENT_BYTES:
+            raise JwksFetchError(f"GET {url} answered more than {_MAX_DOCUMENT_BYTES} bytes")
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise JwksFetchError(f"GET {url} did not answer JSON") from exc
+        if not isinstance(document, dict):
+            raise JwksFetchError(f"GET {url} did not answer a JWKS object")
+        return document
+
+    return fetch
+
+
+def signing_keys(document: JwksDocument) -> dict[str, jwt.PyJWK]:
+    """The RS256 signature keys of a JWKS document by key id; other and weak keys are skipped."""
+    keys: dict[str, jwt.PyJWK] = {}
+    entries = document.get("keys")
+    for entry in entries if isinstance(entries, list) else []:
+        if not _usable(entry):
+            continue
+        try:
+            key = jwt.PyJWK(entry, algorithm=SIGNING_ALGORITHM)
+        except jwt.PyJWTError as exc:
+            log.warning("skipping JWKS key %s: %s", entry.get("kid"), exc)
+            continue
+        if key.key.key_size >= MIN_RSA_KEY_BITS:
+            keys[entry["kid"]] = key
+    return keys
+
+
+def _usable(entry: object) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("kid"), str) and entry.get("kty") == "RSA"
+            and entry.get("use", "sig") == "sig" and entry.get("alg", SIGNING_ALGORITHM) == SIGNING_ALGORITHM)
+
+
+class JwksCache:
+    """Signing keys by key id, refreshed on age and, rate-limited, on an unknown key id."""
+
+    def __init__(self, fetch: Callable[[], JwksDocument], *, refetch_interval_seconds: float = 300,
+                 max_age_seconds: float = 12 * 3600, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fetch = fetch
+        self._refetch_interval = refetch_interval_seconds
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._loaded_at: float | None = None
+        self._last_attempt: float | None = None
+        self._last_unknown_kid_refetch: float | None = None
+
+    def get(self, kid: str) -> jwt.PyJWK | None:
+        """The key with this id, or None when the issuer does not publish it (after one allowed refetch).
+
+        Raises SigningKeysUnavailableError only when no keys were ever fetched and fetching fails.
+        """
+        with self._lock:
+            refreshed = self._due_for_refresh()
+            if refreshed:
+                self._refresh()
+            if kid not in self._keys and not refreshed and self._may_refetch_for_unknown_kid():
+                self._last_unknown_kid_refetch = self._clock()
+                log.info("signing key %s is not cached: fetching the JWKS document again", kid)
+                self._refresh()
+            if self._loaded_at is None:
+                raise SigningKeysUnavailableError("the token signing keys cannot be fetched; try again later")
+            return self._keys.get(kid)
+
+    def _due_for_refresh(self) -> bool:
+        now = self._clock()
+        if self._loaded_at is None:
+            return self._last_attempt is None or now - self._last_attempt >= 1.0
+        stale = now - self._loaded_at >= self._max_age
+        return stale and (self._last_attempt is None or now - self._last_attempt >= self._refetch_interval)
+
+    def _may_refetch_for_unknown_kid(self) -> bool:
+        last = self._last_unknown_kid_refetch
+        return self._loaded_at is not None and (last is None or self._clock() - last >= self._refetch_interval)
+
+    def _refresh(self) -> None:
+        self._last_attempt = self._clock()
+        try:
+            keys = signing_keys(self._fetch())
+        except JwksFetchError as exc:
+            log.warning("fetching token signing keys failed (keeping %d cached keys): %s", len(self._keys), exc)
+            return
+        if not keys:
+            log.warning("the JWKS document holds no usable RS256 key (keeping %d cached keys)", len(self._keys))
+            return
+        self._keys = keys
+        self._loaded_at = self._last_attempt

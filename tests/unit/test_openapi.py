@@ -1,0 +1,119 @@
+"""The OpenAPI document: a valid 3.1 document that covers exactly the app's HTTP functions, generated
+from the request and response models, with the README's API section generated from it."""
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from pydantic import BaseModel
+
+import function_app
+from api.openapi import OPERATIONS, README, README_END, README_START, openapi_document, readme_with_api_section
+from shared.openapi import replace_block
+from shared.schemas import JobListQuery, JobView, LogsQuery, ResultsQuery
+
+ANONYMOUS = {("get", "/api/health"), ("get", "/api/openapi.json")}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(method, path): op for path, methods in document["paths"].items() for method, op in methods.items()}
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+
+
+def test_it_documents_exactly_the_http_functions_the_app_registers(document: dict[str, Any]) -> None:
+    registered = set()
+    for function in function_app.app.get_functions():
+        trigger = function.get_trigger().get_dict_repr()
+        if trigger["type"] == "httpTrigger":
+            registered |= {(str(method.value).lower(), f"/api/{trigger['route']}") for method in trigger["methods"]}
+
+    assert set(operations(document)) == registered
+
+
+def test_every_job_operation_needs_a_jobs_role_and_only_health_and_the_document_are_anonymous(
+        document: dict[str, Any]) -> None:
+    for key, op in operations(document).items():
+        if key in ANONYMOUS:
+            assert op["security"] == [], key
+            continue
+        [bearer, entra] = op["security"]
+        assert bearer["bearer"] == entra["entra"] and bearer["bearer"][0].startswith("Jobs."), key
+        assert {"401", "403"} <= set(op["responses"]), key
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert set(schemes["entra"]["flows"]["clientCredentials"]["scopes"]) == {"Jobs.Submit", "Jobs.Read", "Jobs.Admin"}
+
+
+def test_errors_are_problem_details_with_their_status(document: dict[str, Any]) -> None:
+    responses = document["components"]["responses"]
+    for op in operations(document).values():
+        for status, response in op["responses"].items():
+            if "$ref" in response:
+                problem = responses[response["$ref"].rsplit("/", 1)[1]]
+                assert list(problem["content"]) == ["application/problem+json"], status
+    assert "Retry-After" in responses["TooManyRequests"]["headers"]
+    assert "WWW-Authenticate" in responses["Unauthorized"]["headers"]
+
+
+@pytest.mark.parametrize(("path", "model"), [
+    ("/api/jobs", JobListQuery), ("/api/jobs/{id}/results", ResultsQuery), ("/api/jobs/{id}/logs", LogsQuery)])
+def test_query_parameters_come_from_the_models_that_validate_them(
+        document: dict[str, Any], path: str, model: type[BaseModel]) -> None:
+    parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"] if p["in"] == "query"}
+
+    assert set(parameters) == set(model.model_fields)
+    limit = model.model_fields["limit"]
+    bounds = {type(m).__name__: m for m in limit.metadata}
+    assert parameters["limit"]["schema"] == {"type": "integer", "default": limit.default,
+                                             "minimum": bounds["Ge"].ge, "maximum": bounds["Le"].le}
+    assert all(not p["required"] and "null" not in str(p["schema"]) for p in parameters.values())
+
+
+def test_status_filters_are_repeatable_enums(document: dict[str, Any]) -> None:
+    [status] = [p for p in document["paths"]["/api/jobs"]["get"]["parameters"] if p["name"] == "status"]
+    assert (status["style"], status["explode"]) == ("form", True)
+    assert status["schema"] == {"type": "array", "items": {"$ref": "#/components/schemas/JobStatus"}}
+    assert document["components"]["schemas"]["JobStatus"]["enum"] == [
+        "pending", "running", "succeeded", "completed_with_errors", "failed", "cancelled", "timed_out"]
+
+
+def test_job_responses_use_the_job_view_schema(document: dict[str, Any]) -> None:
+    get_job = document["paths"]["/api/jobs/{id}"]["get"]["responses"]["200"]
+    assert get_job["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobView"}
+    schema = document["components"]["schemas"]["JobView"]
+    assert set(schema["properties"]) == set(JobView.model_fields)
+
+
+def test_results_offer_json_pages_ndjson_and_csv(document: dict[str, Any]) -> None:
+    content = document["paths"]["/api/jobs/{id}/results"]["get"]["responses"]["200"]["content"]
+    assert list(content) == ["application/json", "application/x-ndjson", "text/csv"]
+
+
+def test_every_operation_is_in_the_table_once() -> None:
+    assert len({(op.method, op.path) for op in OPERATIONS}) == len(OPERATIONS)
+    assert len({op.operation_id for op in OPERATIONS}) == len(OPERATIONS)
+
+
+def test_the_readme_api_section_matches_the_document() -> None:
+    readme = README.read_text()
+    assert readme_with_api_section(readme) == readme, "README is stale: run `python -m api.openapi --readme`"
+
+
+def test_the_readme_section_lists_every_operation_with_its_role() -> None:
+    section = readme_with_api_section(f"x\n{README_START}\nold\n{README_END}\ny").split("\n")
+    assert "| `POST` | `/api/jobs/{id}/retry` | Retry a job's failed items | `Jobs.Submit` | 202, 200 |" in section
+    assert "| `GET` | `/api/health` | Health | anonymous | 200 |" in section
+    assert section[0] == "x" and section[-1] == "y" and "old" not in section
+
+
+def test_replace_block_refuses_a_readme_without_markers() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        replace_block("no markers here", "block", README_START, README_END)
