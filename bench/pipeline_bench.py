@@ -31,7 +31,7 @@ from shared.fetch import FetchLimits  # noqa: E402
 from shared.scrape import scrape  # noqa: E402
 from shared.settings import parse_networks  # noqa: E402
 from tests.devhost.conftest import start_devhost  # noqa: E402
-from tests.e2e.conftest import app_env  # noqa: E402
+from tests.e2e.conftest import app_env, session_for  # noqa: E402
 from tests.e2e.site import TestSite  # noqa: E402
 
 # devhost runs up to batchSize + newBatchThreshold messages at once per queue (host.json: 16 + 8).
@@ -50,13 +50,14 @@ def baseline(urls: list[str], site: TestSite) -> float:
 def pipeline(urls: list[str], site: TestSite, db_url: str, log_dir: Path) -> tuple[float, int]:
     env = app_env(db_url, site, f"bench-{uuid.uuid4().hex[:8]}", TRAWL_MAX_URLS_PER_JOB=str(len(urls)))
     host = start_devhost(REPO, log_dir / "devhost.log", env)
+    http = session_for()
     try:
         started = time.perf_counter()
-        response = requests.post(f"{host.base_url}/api/jobs", json={"urls": urls}, timeout=60)
+        response = http.post(f"{host.base_url}/api/jobs", json={"urls": urls}, timeout=60)
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         longest = _longest_history(host.base_url, job_id)
-        while requests.get(f"{host.base_url}/api/jobs/{job_id}", timeout=30).json()["status"] != "succeeded":
+        while http.get(f"{host.base_url}/api/jobs/{job_id}", timeout=30).json()["status"] != "succeeded":
             time.sleep(0.1)
         return len(urls) / (time.perf_counter() - started), longest
     finally:

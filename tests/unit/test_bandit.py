@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = ["api", "shared", "orchestrators", "activities", "function_app.py"]
+TARGETS = ["api", "shared", "orchestrators", "activities", "function_app.py", "trawl_cli"]
 NOSEC = re.compile(r"#\s*nosec\b(?P<ids>[\s,]*(?:B\d{3}[\s,]*)*)")
 
 

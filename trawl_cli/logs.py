@@ -1,0 +1,53 @@
+"""`trawl logs ID [--follow]`: a job's audit log, oldest first; `--follow` keeps polling until the job is final."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from trawl_cli.client import Backoff, TrawlClient
+from trawl_cli.errors import Interrupted
+from trawl_cli.render import Terminal, event_line
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    logs = commands.add_parser("logs", parents=[common], help="show a job's audit log",
+                               description="Show a job's audit log, oldest first.")
+    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("--follow", action="store_true", help="keep printing new entries until the job has ended")
+    logs.set_defaults(run=run_logs)
+
+
+def run_logs(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
+    if not args.follow:
+        print_events(client, terminal, args.job_id, after=0)
+        return 0
+    try:
+        follow_events(client, terminal, args.job_id)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped following the log of job {args.job_id}") from None
+    return 0
+
+
+def print_events(client: TrawlClient, terminal: Terminal, job_id: str, after: int) -> int:
+    """Print every entry after event id `after`, page by page; returns the last id printed (or `after`)."""
+    while True:
+        page = client.logs_page(job_id, after)
+        for event in page.items:
+            terminal.line(event_line(event))
+        after = page.next_after
+        if not page.has_more:
+            return after
+
+
+def follow_events(client: TrawlClient, terminal: Terminal, job_id: str,
+                  sleep: Callable[[float], None] = time.sleep) -> None:
+    """Print new entries as they come until the job is final (its final entry is written with its status)."""
+    after, backoff = 0, Backoff()
+    while True:
+        reply = client.get_job(job_id)
+        latest = print_events(client, terminal, job_id, after)
+        if reply.job.is_final:
+            return
+        sleep(backoff.next_delay(latest != after, reply.retry_after))
+        after = latest

@@ -1,0 +1,89 @@
+"""`trawl results ID`: a job's per-URL results as one JSON array (following the pages), NDJSON or CSV."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from trawl_cli.client import TrawlClient
+from trawl_cli.errors import UsageError
+from trawl_cli.render import Terminal
+
+FORMATS = ("json", "ndjson", "csv")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    results = commands.add_parser("results", parents=[common], help="download a job's results",
+                                  description="Download a job's results in submission order: json (one array), "
+                                              "ndjson (one item per line) or csv (one row per URL).")
+    results.add_argument("job_id", metavar="ID")
+    results.add_argument("--format", choices=FORMATS, default="json", help="json (default), ndjson or csv")
+    results.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    results.set_defaults(run=run_results)
+
+
+def run_results(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
+    if args.format == "json":
+        chunks = json_array(client.iter_results(args.job_id))
+    else:
+        chunks = client.export_results(args.job_id, args.format)
+    if args.output in (None, "-"):
+        _write_stdout(chunks)
+        return 0
+    size = write_atomically(Path(args.output), chunks)
+    terminal.line(f"wrote the {args.format} results of job {args.job_id} to {args.output} ({size} bytes)")
+    return 0
+
+
+def json_array(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """Items as one JSON array, an item per line; the first page is fetched before anything is produced."""
+    first = next(items, None)
+
+    def chunks() -> Iterator[bytes]:
+        if first is None:
+            yield b"[]\n"
+            return
+        yield b"[\n" + json.dumps(first).encode()
+        for item in items:
+            yield b",\n" + json.dumps(item).encode()
+        yield b"\n]\n"
+
+    return chunks()
+
+
+def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
+    """Write the chunks to a temporary file beside `path`, then rename it: a broken download leaves no file."""
+    try:
+        fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                size += handle.write(chunk)
+        os.chmod(staging, 0o666 & ~_umask())  # as open() would create it, not the temporary file's 0600
+        os.replace(staging, path)
+    except BaseException as exc:
+        os.unlink(staging)
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return size
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _write_stdout(chunks: Iterable[bytes]) -> None:
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
