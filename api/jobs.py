@@ -12,10 +12,10 @@ from opentelemetry import trace
 
 from api.callers import READ, SUBMIT, authorize
 from api.http import base_url, handles_errors, json_response, parse_body
-from api.params import parse_query
+from api.params import job_id_of, parse_query
 from orchestrators.job import CANCEL_EVENT, ORCHESTRATOR_NAME
 from shared import job_service
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest
 from shared.models import Job
 from shared.quotas import submission_quota
 from shared.resources import get_pool
@@ -57,7 +57,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     scope = authorize(req, READ).scope
-    job = job_service.get_job(get_pool(), _job_id(req), scope)
+    job = job_service.get_job(get_pool(), job_id_of(req), scope)
     return _job_response(req, job, 200, job_service.child_job_ids(get_pool(), job.id, scope))
 
 
@@ -67,7 +67,7 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     who = authorize(req, SUBMIT)
     request = parse_body(req, CancelJobRequest, optional=True)
-    job = await asyncio.to_thread(job_service.cancel_job, get_pool(), _job_id(req), who.scope, who.actor, request.reason)
+    job = await asyncio.to_thread(job_service.cancel_job, get_pool(), job_id_of(req), who.scope, who.actor, request.reason)
     try:
         await client.raise_event(str(job.id), CANCEL_EVENT, None)
     except Exception as exc:  # the request is recorded; the orchestration sees it at its next tick anyway
@@ -82,7 +82,7 @@ async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
     who = authorize(req, SUBMIT)
     request = parse_body(req, RetryJobRequest, optional=True)
     key = _idempotency_key(req)
-    plan = await asyncio.to_thread(job_service.plan_retry, get_pool(), _job_id(req), who.scope, request)
+    plan = await asyncio.to_thread(job_service.plan_retry, get_pool(), job_id_of(req), who.scope, request)
     async with submission_quota(plan.parent.owner, len(plan.urls)):
         submission = await asyncio.to_thread(job_service.create_retry, get_pool(), plan, get_settings(), key)
     if not submission.replayed:
@@ -106,14 +106,6 @@ def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequen
     if not job.status.is_final:
         headers["Retry-After"] = POLL_AFTER_SECONDS
     return json_response(view, status, headers)
-
-
-def _job_id(req: func.HttpRequest) -> UUID:
-    raw = req.route_params.get("id", "")
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise NotFound(f"job {raw} not found") from None
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:

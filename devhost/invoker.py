@@ -121,7 +121,7 @@ class Invoker:
         outcome = "Failed"
         try:
             kwargs, outs = self._arguments(spec, trigger, trigger_metadata or {}, invocation_id)
-            result = self._run(spec, kwargs)
+            result = self._run(spec, kwargs, invocation_id)
             encoded = _encode_return(spec, result)
             self._deliver_outputs(spec, outs)
             outcome = "Succeeded"
@@ -160,7 +160,7 @@ class Invoker:
             raise ConfigError(f"function '{spec.name}': no provider for input binding type '{binding['type']}'")
         return provider(spec, binding)
 
-    def _run(self, spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+    def _run(self, spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:
         if spec.is_async:
             future = asyncio.run_coroutine_threadsafe(spec.func(**kwargs), self._loop)
         else:
@@ -168,10 +168,11 @@ class Invoker:
         try:
             return future.result(timeout=self.function_timeout)
         except concurrent.futures.TimeoutError as exc:
-            future.cancel()
-            raise FunctionTimeoutError(
-                f"Timeout value of {self.function_timeout}s exceeded by function 'Functions.{spec.name}'"
-            ) from exc
+            future.cancel()  # a sync function's thread cannot be stopped; on Azure the host recycles the worker
+            message = (f"Timeout value of {_timespan(self.function_timeout)} exceeded by function "
+                       f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.")
+            log.error(message)
+            raise FunctionTimeoutError(message) from exc
         except Exception as exc:
             log.error("Function 'Functions.%s' failed: %s: %s", spec.name, type(exc).__name__, exc, exc_info=exc)
             raise FunctionFailedError(str(exc)) from exc
@@ -183,6 +184,11 @@ class Invoker:
             converter = meta.get_binding_registry().get(binding["type"])
             datum = converter.encode(out.value, expected_type=None)
             self.outputs[binding["type"]](spec, binding, datum)
+
+
+def _timespan(seconds: float | None) -> str:
+    whole = int(seconds or 0)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _type_hints(spec: FunctionSpec) -> dict[str, Any]:

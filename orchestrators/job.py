@@ -12,7 +12,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.job_rules import LOOPS_PER_GENERATION, OrchestrationInput, ProgressSnapshot, decide, enqueue_batches, next_wake
+from shared.job_rules import LOOPS_PER_GENERATION, OrchestrationInput, custom_status, decide, enqueue_batches, next_wake
+from shared.models import Progress
 
 bp = df.Blueprint()
 
@@ -35,8 +36,8 @@ def job_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, 
             for start, end in enqueue_batches(started["total"], state.batch_size)
         ])
     for _ in range(LOOPS_PER_GENERATION):
-        progress = ProgressSnapshot.model_validate((yield context.call_activity("job_progress", job_id)))
-        context.set_custom_status(progress.custom_status())
+        progress = Progress.model_validate((yield context.call_activity("job_progress", job_id)))
+        context.set_custom_status(custom_status(progress))
         outcome = decide(progress, context.current_utc_datetime, state.deadline_at)
         if outcome is not None:
             return (yield context.call_activity("finalise_job", {"job_id": job_id, "outcome": outcome.value}))

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.models import JobOutcome
+from shared.models import JobOutcome, Progress
 
 # Each loop of the orchestration adds about ten history events; restarting the history every so
 # many loops keeps a long job's replay cost flat (continue_as_new).
@@ -26,24 +26,10 @@ class OrchestrationInput(BaseModel):
     traceparent: str | None = None
 
 
-class ProgressSnapshot(BaseModel):
-    """The job's state as an activity read it from PostgreSQL (the source of truth)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    status: str
-    total: int
-    succeeded: int
-    failed: int
-    skipped: int
-    cancel_requested: bool
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.succeeded - self.failed - self.skipped
-
-    def custom_status(self) -> dict[str, int]:
-        return {"total": self.total, "succeeded": self.succeeded, "failed": self.failed, "skipped": self.skipped}
+def custom_status(progress: Progress) -> dict[str, int]:
+    """What the orchestration publishes as its custom status: the counters, nothing large."""
+    return {"total": progress.total, "succeeded": progress.succeeded, "failed": progress.failed,
+            "skipped": progress.skipped}
 
 
 def enqueue_batches(total: int, batch_size: int) -> list[tuple[int, int]]:
@@ -56,7 +42,7 @@ def next_wake(now: datetime, deadline_at: datetime, tick_seconds: int) -> dateti
     return min(deadline_at, now + timedelta(seconds=tick_seconds))
 
 
-def decide(progress: ProgressSnapshot, now: datetime, deadline_at: datetime) -> JobOutcome | None:
+def decide(progress: Progress, now: datetime, deadline_at: datetime) -> JobOutcome | None:
     """The outcome that ends the job now, or None to keep waiting.
 
     A cancel request wins over completion, so that a caller who cancelled sees `cancelled` even if

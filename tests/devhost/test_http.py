@@ -100,3 +100,14 @@ def test_sigterm_stops_the_host_within_seconds(tmp_path: Path) -> None:
     assert host.stop() == 0
     assert time.monotonic() - started < 10
     assert "devhost is stopping" in host.logs()
+
+
+def test_function_timeout_from_host_json_settings_fails_the_invocation(tmp_path: Path) -> None:
+    host = start_devhost(APPS / "http_app", tmp_path / "log", env={"AzureFunctionsJobHost__functionTimeout": "00:00:01"})
+    try:
+        assert requests.get(f"{host.base_url}/svc/slow?seconds=0", timeout=10).text == "finally"
+        assert requests.get(f"{host.base_url}/svc/slow?seconds=3", timeout=10).status_code == 500
+    finally:
+        host.stop()
+    assert "Timeout value of 00:00:01 exceeded by function 'Functions.slow'" in host.logs()
+    assert "Executed 'Functions.slow' (Failed, Id=" in host.logs()

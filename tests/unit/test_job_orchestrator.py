@@ -28,8 +28,8 @@ def _progress(snapshots: list[dict[str, Any]]) -> Any:
     def answer(_: Any) -> dict[str, Any]:
         nonlocal last
         last = next(stream, last)
-        return {"status": "running", "total": 3, "succeeded": 0, "failed": 0, "skipped": 0,
-                "cancel_requested": False, **last}
+        return {"job_id": JOB, "status": "running", "total": 3, "succeeded": 0, "failed": 0, "skipped": 0,
+                "cancel_requested": False, "deadline_at": (T0 + timedelta(minutes=10)).isoformat(), **last}
     return answer
 
 

@@ -4,16 +4,17 @@ from uuid import uuid4
 
 import pytest
 
-from shared.job_rules import ProgressSnapshot, decide, enqueue_batches, next_wake
-from shared.models import Job, JobOutcome, JobStatus, Owner
+from shared.job_rules import decide, enqueue_batches, next_wake
+from shared.models import Job, JobOutcome, JobStatus, Owner, Progress
 from shared.reconcile import Repair, repair_for
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def _progress(**fields: object) -> ProgressSnapshot:
-    base = {"status": "running", "total": 4, "succeeded": 0, "failed": 0, "skipped": 0, "cancel_requested": False}
-    return ProgressSnapshot.model_validate({**base, **fields})
+def _progress(**fields: object) -> Progress:
+    base = {"job_id": uuid4(), "status": "running", "total": 4, "succeeded": 0, "failed": 0, "skipped": 0,
+            "cancel_requested": False, "deadline_at": NOW}
+    return Progress.model_validate({**base, **fields})
 
 
 @pytest.mark.parametrize(("fields", "now", "expected"), [

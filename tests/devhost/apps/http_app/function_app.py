@@ -56,3 +56,11 @@ def setting(req: func.HttpRequest) -> func.HttpResponse:
     import os
 
     return func.HttpResponse(os.environ.get(req.route_params["name"], "<unset>"))
+
+
+@app.route(route="slow", methods=["GET"])
+def slow(req: func.HttpRequest) -> func.HttpResponse:
+    import time
+
+    time.sleep(float(req.params.get("seconds", "3")))
+    return func.HttpResponse("finally")
