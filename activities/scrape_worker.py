@@ -30,7 +30,8 @@ async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationCli
     record_queue_latency(msg.insertion_time)
     limits = fetch_limits(get_settings())
     result = await asyncio.to_thread(process_item, get_pool(), message, limits)
-    log.info("job %s item %s: %s (delivery %s)", message.job_id, message.seq, result.action, msg.dequeue_count)
+    log.info("job %s item %s: %s (delivery %s)", message.job_id, message.seq, result.action, msg.dequeue_count,
+             extra=message.log_context())
     await _wake_orchestration_if_done(client, message, result)
 
 
@@ -39,7 +40,7 @@ async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationCli
 async def give_up_on_item(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     message = ItemMessage.model_validate_json(msg.get_body())
     result = await asyncio.to_thread(give_up_item, get_pool(), message)
-    log.warning("job %s item %s poisoned: %s", message.job_id, message.seq, result.action)
+    log.warning("job %s item %s poisoned: %s", message.job_id, message.seq, result.action, extra=message.log_context())
     await _wake_orchestration_if_done(client, message, result)
 
 
@@ -50,4 +51,4 @@ async def _wake_orchestration_if_done(client: df.DurableOrchestrationClient, mes
     try:
         await client.raise_event(str(message.job_id), ITEMS_DONE_EVENT, None)
     except Exception as exc:  # the event only hurries the orchestration: its next tick reads the same rows
-        log.warning("job %s: could not raise %s: %s", message.job_id, ITEMS_DONE_EVENT, exc)
+        log.warning("job %s: could not raise %s: %s", message.job_id, ITEMS_DONE_EVENT, exc, extra=message.log_context())

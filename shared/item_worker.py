@@ -61,7 +61,8 @@ def process_item(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits
 def _process(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits, scraper: Scraper) -> WorkResult:
     work = in_transaction(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
     if work is None:
-        log.error("job %s item %s does not exist; dropping the message", message.job_id, message.seq)
+        log.error("job %s item %s does not exist; dropping the message", message.job_id, message.seq,
+                  extra=message.log_context())
         return WorkResult("missing")
     if work.item.status.is_final:
         return WorkResult("duplicate")
@@ -81,7 +82,8 @@ def give_up_item(pool: ConnectionPool, message: ItemMessage) -> WorkResult:
     """The poison handler's step: the queue gave up on this item, so fail it with its last error."""
     work = in_transaction(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
     if work is None:
-        log.error("poisoned message for missing job %s item %s; dropping it", message.job_id, message.seq)
+        log.error("poisoned message for missing job %s item %s; dropping it", message.job_id, message.seq,
+                  extra=message.log_context())
         return WorkResult("missing")
     item = work.item
     last = f"{item.last_error_code}: {item.last_error_message}" if item.last_error_code else "no error was recorded"
@@ -125,8 +127,10 @@ def _record_failure(pool: ConnectionPool, message: ItemMessage, error: FetchErro
     if error.retryable:
         in_transaction(pool, lambda tx: tx.jobs.record_retryable_failure(job_id, seq, error.code, error.message,
                                                                           error.http_status))
-        log.warning("job %s item %s: retryable %s: %s", job_id, seq, error.code, error.message)
+        log.warning("job %s item %s: retryable %s: %s", job_id, seq, error.code, error.message,
+                    extra=message.log_context())
         raise RetryableItemError(f"{error.code}: {error.message}") from error
-    log.info("job %s item %s failed permanently: %s: %s", job_id, seq, error.code, error.message)
+    log.info("job %s item %s failed permanently: %s: %s", job_id, seq, error.code, error.message,
+             extra=message.log_context())
     return WorkResult.of("failed", in_transaction(pool, lambda tx: tx.jobs.fail_item(
         job_id, seq, error.code, error.message, SYSTEM_ACTOR, error.http_status)))

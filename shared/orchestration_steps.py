@@ -46,7 +46,8 @@ def job_progress(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
 def finalise_job(pool: ConnectionPool, job_id: UUID, outcome: JobOutcome) -> str:
     """End the job with `outcome` (idempotent) and return its final status."""
     result = in_transaction(pool, lambda tx: tx.jobs.finalise_job(job_id, outcome, SYSTEM_ACTOR))
-    log.info("job %s finalised as %s (changed=%s)", job_id, result.job.status, result.changed)
+    log.info("job %s finalised as %s (changed=%s)", job_id, result.job.status, result.changed,
+             extra={"trawl.job.id": str(job_id)})
     if result.changed:
         JOBS_FINISHED.add(1, {"status": result.job.status.value})
     return result.job.status.value

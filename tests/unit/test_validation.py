@@ -68,3 +68,16 @@ def test_settings_parse_allowed_networks_and_reject_bad_ones(monkeypatch: pytest
     assert [str(n) for n in settings.allowed_networks] == ["127.0.0.0/8", "::1/128"]
     with pytest.raises(ValidationError):
         _settings(monkeypatch, TRAWL_FETCH_ALLOWED_NETWORKS="not-a-network")
+
+
+def test_item_messages_give_logs_their_job_and_seq(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from uuid import UUID
+
+    from shared.messages import ItemMessage
+
+    message = ItemMessage(job_id=UUID("6f9619ff-8b86-d011-b42d-00c04fc964ff"), seq=7)
+    with caplog.at_level(logging.INFO, logger="trawl.test"):
+        logging.getLogger("trawl.test").info("scraped", extra=message.log_context())
+    record = caplog.records[-1]
+    assert (getattr(record, "trawl.job.id"), getattr(record, "trawl.item.seq")) == (str(message.job_id), 7)
