@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -58,23 +59,37 @@ def start_devhost(app_dir: Path, log_path: Path, env: dict[str, str] | None = No
     )
     host = DevhostProcess(process, f"http://127.0.0.1:{port}", log_path)
     if wait:
-        _wait_ready(host)
+        wait_until_serving(host)
     return host
 
 
-def _wait_ready(host: DevhostProcess, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
+def wait_until(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll `condition` until it returns something truthy (and return that), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def wait_until_serving(host: DevhostProcess, seconds: float = 60) -> None:
+    """Wait for the host's status endpoint, which may accept connections before it answers them."""
+
+    def serving() -> bool:
         if host.process.poll() is not None:
             raise RuntimeError(f"devhost exited with {host.process.returncode}:\n{host.logs()}")
         try:
-            if requests.get(f"{host.base_url}/admin/host/status", timeout=1).status_code == 200:
-                return
+            return requests.get(f"{host.base_url}/admin/host/status", timeout=1).status_code == 200
         except requests.RequestException:  # not listening yet, or bound but not serving yet
-            pass
-        time.sleep(0.2)
-    host.stop()
-    raise RuntimeError(f"devhost did not become ready in {seconds}s:\n{host.logs()}")
+            return False
+
+    try:
+        wait_until(serving, seconds)
+    except AssertionError:
+        host.stop()
+        raise RuntimeError(f"devhost did not become ready in {seconds}s:\n{host.logs()}") from None
 
 
 @pytest.fixture

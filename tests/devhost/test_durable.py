@@ -18,7 +18,7 @@ import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from tests.devhost.conftest import APPS, DevhostProcess, start_devhost
+from tests.devhost.conftest import APPS, DevhostProcess, start_devhost, wait_until
 
 pytestmark = pytest.mark.devhost
 
@@ -61,16 +61,6 @@ def wait_until_ended(links: dict[str, str], timeout: float = 20) -> dict[str, An
     raise AssertionError(f"instance {links['id']} still {body['runtimeStatus']} after {timeout}s")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 def client_status(host: DevhostProcess, instance_id: str, history: bool = False) -> dict[str, Any]:
     """The status as DurableOrchestrationClient.get_status sees it (through the app's endpoint)."""
     params = {"history": "true"} if history else {}
@@ -91,7 +81,7 @@ def test_fan_out_of_500_activities_sums_every_result(host: DevhostProcess) -> No
 
 def test_event_raised_in_time_beats_the_timer(host: DevhostProcess) -> None:
     links = start(host, "approval", {"timeout": 30})
-    wait_for(lambda: status(links).json()["runtimeStatus"] == "Running")
+    wait_until(lambda: status(links).json()["runtimeStatus"] == "Running")
 
     sent = requests.post(links["sendEventPostUri"].replace("{eventName}", "approval"), json={"by": "ann"}, timeout=10)
     final = wait_until_ended(links, timeout=10)
@@ -127,7 +117,7 @@ def test_event_raised_before_the_wait_is_delivered_as_the_client_sends_it(host: 
 
 def test_terminate_ends_the_instance_with_the_reason_as_output(host: DevhostProcess) -> None:
     links = start(host, "wait_forever")
-    wait_for(lambda: status(links).json()["runtimeStatus"] == "Running")
+    wait_until(lambda: status(links).json()["runtimeStatus"] == "Running")
 
     requests.post(f"{host.base_url}/api/instances/{links['id']}/terminate", params={"reason": "stop now"}, timeout=10)
     final = wait_until_ended(links)
@@ -141,7 +131,7 @@ def test_terminate_ends_the_instance_with_the_reason_as_output(host: DevhostProc
 def test_custom_status_is_seen_by_the_client_and_on_the_status_url(host: DevhostProcess) -> None:
     links = start(host, "status_reporter")
 
-    waiting = wait_for(lambda: (s := client_status(host, links["id"]))["customStatus"] and s)
+    waiting = wait_until(lambda: (s := client_status(host, links["id"]))["customStatus"] and s)
     running = status(links)
     requests.post(f"{host.base_url}/api/instances/{links['id']}/events/go", json=None, timeout=10)
     final = wait_until_ended(links)
@@ -271,7 +261,7 @@ def test_queue_triggered_client_starts_an_orchestration(host: DevhostProcess, az
 
     queue.send_message(base64.b64encode(message.encode()).decode())
     url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
-    final = wait_for(lambda: (r := requests.get(url, timeout=10)).status_code == 200 and r.json(), timeout=20)
+    final = wait_until(lambda: (r := requests.get(url, timeout=10)).status_code == 200 and r.json(), timeout=20)
 
     assert final["runtimeStatus"] == "Completed"
     assert final["output"] == 12

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -26,7 +25,7 @@ from devhost.indexing import load_functions
 from devhost.invoker import Invoker
 from devhost.queues import LEASE_SECONDS, QueueTriggers
 from devhost.storage import QueueAccounts, queue_name, resolve_setting_references
-from tests.devhost.conftest import APPS, DevhostProcess
+from tests.devhost.conftest import APPS, DevhostProcess, wait_until, wait_until_serving
 
 pytestmark = pytest.mark.devhost
 
@@ -35,30 +34,6 @@ QUEUE_SETTINGS = {"ITEMS_QUEUE": "items", "RELAY_QUEUE": "relay", "OUT_QUEUE": "
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-def wait_until_serving(host: DevhostProcess) -> None:
-    """Wait for the host's status endpoint, which may accept connections before it answers them."""
-
-    def serving() -> bool:
-        if host.process.poll() is not None:
-            raise AssertionError(f"devhost exited with {host.process.returncode}:\n{host.logs()}")
-        try:
-            return requests.get(f"{host.base_url}/admin/host/status", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(serving, timeout=60)
 
 
 @dataclass

@@ -16,8 +16,7 @@ from devhost.config import ConfigError
 from devhost.indexing import load_functions
 from devhost.invoker import Invoker
 from devhost.timers import TimerTriggers
-from tests.devhost.conftest import APPS
-from tests.devhost.test_queues import wait_until, wait_until_serving
+from tests.devhost.conftest import APPS, wait_until, wait_until_serving
 
 pytestmark = pytest.mark.devhost
 

@@ -1,14 +1,13 @@
 """One job's trace and metrics, exported by the app over OTLP to an in-memory receiver in this test."""
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.devhost.conftest import REPO, start_devhost
+from tests.devhost.conftest import REPO, start_devhost, wait_until
 from tests.e2e.conftest import Trawl, app_env
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 from tests.e2e.site import TestSite
@@ -25,14 +24,6 @@ def receiver() -> Iterator[OtlpReceiver]:
     server.stop()
 
 
-def _eventually(check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("telemetry did not arrive")
-        time.sleep(0.3)
-
-
 def test_a_job_is_one_trace_with_the_right_metrics(tmp_path: Path, azurite: str, db_url: str, site: TestSite,
                                                    receiver: OtlpReceiver) -> None:
     env = app_env(
@@ -45,8 +36,8 @@ def test_a_job_is_one_trace_with_the_right_metrics(tmp_path: Path, azurite: str,
         urls = [site.url("/page/1?sig=secret-signature"), site.url("/missing"), site.url("/always500/telemetry")]
         job = app.wait_final(app.submit(urls)["id"])
         assert job["status"] == "completed_with_errors"
-        _eventually(lambda: receiver.metric_total("trawl.jobs.finished", status="completed_with_errors") == 1)
-        _eventually(lambda: len([s for s in list(receiver.spans) if s.name == "fetch"]) == 4)
+        wait_until(lambda: receiver.metric_total("trawl.jobs.finished", status="completed_with_errors") == 1)
+        wait_until(lambda: len([s for s in list(receiver.spans) if s.name == "fetch"]) == 4)
     finally:
         app.host.stop()
 
