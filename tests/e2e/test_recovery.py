@@ -49,7 +49,6 @@ def test_a_1000_url_job_keeps_its_orchestration_history_small(trawl: Trawl, site
     job = trawl.wait_final(job_id, seconds=240)
 
     assert job["status"] == "succeeded" and job["progress"]["succeeded"] == 1000
-    print(f"longest history: {longest[0]} events")
     assert 0 < longest[0] < 200
 
 
