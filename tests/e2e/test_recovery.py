@@ -59,7 +59,10 @@ def _watch_history_length(trawl: Trawl, job_id: str) -> list[int]:
 
     def poll() -> None:
         while True:
-            body: dict[str, Any] = requests.get(status_url, timeout=30).json()
+            try:
+                body: dict[str, Any] = requests.get(status_url, timeout=30).json()
+            except requests.RequestException:  # the host stopped after the test; nothing left to watch
+                return
             longest[0] = max(longest[0], len(body.get("historyEvents") or []))
             if body.get("runtimeStatus") in ("Completed", "Failed", "Terminated"):
                 return
