@@ -1,22 +1,24 @@
 """Queue-triggered scrape workers: one message = one item; plus the poison-queue handler.
 
-Retryable failures re-raise so the queue redelivers (visibilityTimeout) until maxDequeueCount,
-then the host moves the message to `<queue>-poison`, where `give_up_on_item` fails the item so the
-job never waits for it. Whoever finishes a job's last item wakes its orchestration.
+Transient fetch failures and database outages are rescheduled by the worker itself (a new message
+with a visibility delay; see shared.item_worker), so a function run fails only on a crash or an
+unexpected error: then the queue redelivers until maxDequeueCount and the host moves the message to
+`<queue>-poison`, where `give_up_on_item` fails the item so the job never waits for it. Whoever
+finishes a job's last item wakes its orchestration. Blocking work runs on the scrape pool, sized to
+the queue trigger's concurrency (shared.executors).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators.job import ITEMS_DONE_EVENT
+from shared.executors import Work
 from shared.item_worker import WorkResult, give_up_item, process_item
 from shared.messages import ItemMessage
-from shared.resources import fetch_limits, get_pool
-from shared.settings import get_settings
+from shared.resources import get_executors, get_item_queue, get_pool, worker_config
 from shared.telemetry import record_queue_latency
 
 bp = df.Blueprint()
@@ -28,8 +30,8 @@ log = logging.getLogger(__name__)
 async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     message = ItemMessage.model_validate_json(msg.get_body())
     record_queue_latency(msg.insertion_time)
-    limits = fetch_limits(get_settings())
-    result = await asyncio.to_thread(process_item, get_pool(), message, limits)
+    result = await get_executors().run(Work.SCRAPE, process_item, get_pool(), get_item_queue(), message,
+                                       worker_config())
     log.info("job %s item %s: %s (delivery %s)", message.job_id, message.seq, result.action, msg.dequeue_count,
              extra=message.log_context())
     await _wake_orchestration_if_done(client, message, result)
@@ -39,7 +41,7 @@ async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationCli
 @bp.durable_client_input(client_name="client")
 async def give_up_on_item(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     message = ItemMessage.model_validate_json(msg.get_body())
-    result = await asyncio.to_thread(give_up_item, get_pool(), message)
+    result = await get_executors().run(Work.POISON, give_up_item, get_pool(), message)
     log.warning("job %s item %s poisoned: %s", message.job_id, message.seq, result.action, extra=message.log_context())
     await _wake_orchestration_if_done(client, message, result)
 

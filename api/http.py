@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import BadRequest, PayloadTooLarge, TrawlError, ValidationFailed
+from shared.outages import as_unavailable
 from shared.settings import get_settings
 from shared.telemetry import span
 
@@ -117,6 +118,10 @@ _ID_SEGMENT = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 def _translate(exc: Exception, req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(exc, TrawlError):
         return problem_response(exc, req)
+    outage = as_unavailable(exc)
+    if outage is not None:
+        log.warning("%s %s: a dependency is unavailable: %s: %s", req.method, _path(req), type(exc).__name__, exc)
+        return problem_response(outage, req)
     log.exception("unhandled error in %s %s", req.method, _path(req))
     return problem_response(TrawlError("an unexpected error occurred; it has been logged"), req)
 

@@ -1,7 +1,6 @@
 """The job endpoints: submit (202 + status URL), list, read with progress, cancel, retry. Thin: parse, call, respond."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from uuid import UUID
@@ -18,7 +17,8 @@ from shared import job_service
 from shared.errors import BadRequest
 from shared.models import Job
 from shared.quotas import submission_quota
-from shared.resources import get_pool
+from shared.executors import Work
+from shared.resources import get_executors, get_pool
 from shared.schemas import CancelJobRequest, JobListQuery, JobPage, JobView, RetryJobRequest, SubmitJobRequest
 from shared.settings import get_settings
 from shared.telemetry import JOBS_SUBMITTED, current_traceparent
@@ -38,7 +38,7 @@ async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     settings = get_settings()
     key = _idempotency_key(req)
     async with submission_quota(who.owner, len(request.urls)):
-        submission = await asyncio.to_thread(job_service.submit_job, get_pool(), who.owner, request, settings, key)
+        submission = await get_executors().run(Work.API, job_service.submit_job, get_pool(), who.owner, request, settings, key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
     return _job_response(req, submission.job, 200 if submission.replayed else 202)
@@ -67,7 +67,7 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     who = authorize(req, SUBMIT)
     request = parse_body(req, CancelJobRequest, optional=True)
-    job = await asyncio.to_thread(job_service.cancel_job, get_pool(), job_id_of(req), who.scope, who.actor, request.reason)
+    job = await get_executors().run(Work.API, job_service.cancel_job, get_pool(), job_id_of(req), who.scope, who.actor, request.reason)
     try:
         await client.raise_event(str(job.id), CANCEL_EVENT, None)
     except Exception as exc:  # the request is recorded; the orchestration sees it at its next tick anyway
@@ -82,9 +82,9 @@ async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
     who = authorize(req, SUBMIT)
     request = parse_body(req, RetryJobRequest, optional=True)
     key = _idempotency_key(req)
-    plan = await asyncio.to_thread(job_service.plan_retry, get_pool(), job_id_of(req), who.scope, request)
+    plan = await get_executors().run(Work.API, job_service.plan_retry, get_pool(), job_id_of(req), who.scope, request)
     async with submission_quota(plan.parent.owner, len(plan.urls)):
-        submission = await asyncio.to_thread(job_service.create_retry, get_pool(), plan, get_settings(), key)
+        submission = await get_executors().run(Work.API, job_service.create_retry, get_pool(), plan, get_settings(), key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
     return _job_response(req, submission.job, 200 if submission.replayed else 202)

@@ -4,6 +4,10 @@ Marks the job running, fans its items out to the scrape queue in parallel batche
 `items_done`, `cancel` or the next progress tick (whichever comes first), reads progress from
 PostgreSQL, and finalises. Events only wake it up: every decision is taken on what PostgreSQL says,
 so a lost or duplicated event costs at most one tick. Deterministic: no I/O, clock or randomness.
+
+Every activity is called with retries spanning several minutes, so a database failover or restart
+delays the job instead of failing the orchestration. A finalisation the database refuses (a cancel
+arrived after progress was read) is decided again on fresh rows.
 """
 from __future__ import annotations
 
@@ -12,10 +16,21 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.job_rules import LOOPS_PER_GENERATION, OrchestrationInput, custom_status, decide, enqueue_batches, next_wake
-from shared.models import Progress
+from shared.job_rules import (
+    ACTIVITY_RETRY_ATTEMPTS,
+    ACTIVITY_RETRY_INTERVAL_MS,
+    LOOPS_PER_GENERATION,
+    OrchestrationInput,
+    custom_status,
+    decide,
+    enqueue_batches,
+    next_wake,
+)
+from shared.models import JobStatus, Progress
 
 bp = df.Blueprint()
+ACTIVITY_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=ACTIVITY_RETRY_INTERVAL_MS,
+                                 max_number_of_attempts=ACTIVITY_RETRY_ATTEMPTS)
 
 ORCHESTRATOR_NAME = "job_orchestrator"
 ITEMS_DONE_EVENT = "items_done"
@@ -27,21 +42,26 @@ def job_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, 
     state = OrchestrationInput.model_validate(context.get_input())
     job_id = str(state.job_id)
     if not state.enqueued:
-        started = yield context.call_activity("start_job", job_id)
+        started = yield context.call_activity_with_retry("start_job", ACTIVITY_RETRY, job_id)
         if started["status"] != "running":
             return started["status"]
         yield context.task_all([
-            context.call_activity("enqueue_items", {"job_id": job_id, "start": start, "end": end,
-                                                    "traceparent": state.traceparent})
+            context.call_activity_with_retry("enqueue_items", ACTIVITY_RETRY, {
+                "job_id": job_id, "start": start, "end": end, "traceparent": state.traceparent})
             for start, end in enqueue_batches(started["total"], state.batch_size)
         ])
     for _ in range(LOOPS_PER_GENERATION):
-        progress = Progress.model_validate((yield context.call_activity("job_progress", job_id)))
+        progress = Progress.model_validate((yield context.call_activity_with_retry("job_progress", ACTIVITY_RETRY,
+                                                                                   job_id)))
         context.set_custom_status(custom_status(progress))
         outcome = decide(progress, context.current_utc_datetime, state.deadline_at)
-        if outcome is not None:
-            return (yield context.call_activity("finalise_job", {"job_id": job_id, "outcome": outcome.value}))
-        yield from _wait_for_wake_up(context, state)
+        if outcome is None:
+            yield from _wait_for_wake_up(context, state)
+            continue
+        status = yield context.call_activity_with_retry("finalise_job", ACTIVITY_RETRY,
+                                                        {"job_id": job_id, "outcome": outcome.value})
+        if JobStatus(status).is_final:
+            return status
     context.continue_as_new(state.model_copy(update={"enqueued": True}).model_dump(mode="json"))
     return None
 

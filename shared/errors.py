@@ -68,4 +68,24 @@ class RateLimited(TrawlError):
 
 
 class Unavailable(TrawlError):
+    """A dependency (PostgreSQL, Storage) cannot be reached: a delay for the caller, never a loss."""
+
     status, slug, title = 503, "unavailable", "A dependency is unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 5, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL refused or dropped the connection (failover, restart, connection limit)."""
+
+    def __init__(self, detail: str = "the database is unavailable; try again shortly", retry_after: int = 5) -> None:
+        super().__init__(detail, retry_after)
+
+
+class StorageUnavailable(Unavailable):
+    """Azure Storage (queues, tables) did not answer or answered with a server error."""
+
+    def __init__(self, detail: str = "storage is unavailable; try again shortly", retry_after: int = 5) -> None:
+        super().__init__(detail, retry_after)

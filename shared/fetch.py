@@ -34,6 +34,7 @@ from shared.netpolicy import (
     resolve_with_getaddrinfo,
 )
 from shared.pinned_adapter import DeadlineGuard, PinnedAdapter
+from shared.retry_policy import retry_after_seconds
 
 __all__ = ["FetchError", "FetchLimits", "FetchedPage", "Resolver", "fetch", "read_capped"]
 
@@ -85,11 +86,13 @@ class FetchError(Exception):
         *,
         retryable: bool = False,
         http_status: int | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         self.code = code
         self.message = strip_nul(message)
         self.retryable = retryable
         self.http_status = http_status
+        self.retry_after_s = retry_after_s
         super().__init__(f"{code}: {self.message}")
 
 
@@ -226,7 +229,8 @@ def _read_final(response: requests.Response, limits: FetchLimits, guard: Deadlin
     status = response.status_code
     if not 200 <= status < 300:
         retryable = status == 429 or status >= 500
-        raise FetchError("http_error", f"HTTP {status}", retryable=retryable, http_status=status)
+        raise FetchError("http_error", f"HTTP {status}", retryable=retryable, http_status=status,
+                         retry_after_s=retry_after_seconds(_header(response, "retry-after")) if retryable else None)
     media_type, charset = _content_type(response)
     if media_type not in HTML_MEDIA_TYPES:
         raise FetchError("unsupported_content_type", f"content type {media_type or 'missing'!r}")

@@ -4,17 +4,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
 
+import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from shared.messages import ItemMessage
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 _SEND_THREADS = 8
+# Enough pooled HTTP connections for every worker thread of an instance to send at once.
+_HTTP_POOL_SIZE = 64
+# Messages never expire: an item waits in the queue however long its job's backlog is (the default is 7 days).
+_NEVER_EXPIRES = -1
 
 
 def storage_credential(settings: Settings) -> TokenCredential:
@@ -24,10 +34,26 @@ def storage_credential(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential()
 
 
-def queue_client(settings: Settings, queue_name: str) -> QueueClient:
-    """A client for one queue: connection string locally, identity-based on Azure (no shared keys)."""
+@lru_cache(maxsize=1)
+def storage_transport() -> RequestsTransport:
+    """One HTTP transport for the app's Storage clients. `requests` would otherwise re-read proxy and
+    netrc settings from the environment on every call (trust_env), a measurable cost per message."""
+    session = requests.Session()
+    session.trust_env = False
+    # As azure-core's own session setup: retries belong to the SDK's pipeline, not to urllib3.
+    adapter = HTTPAdapter(pool_maxsize=_HTTP_POOL_SIZE,
+                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
+def queue_client(settings: Settings, queue_name: str, **options: Any) -> QueueClient:
+    """A client for one queue: connection string locally, identity-based on Azure (no shared keys).
+    `options` go to the client (timeouts, retry settings)."""
     # The host decodes base64 by default (host.json messageEncoding); raw text would be poisoned.
-    policies = {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
+    policies = {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy(),
+                "transport": storage_transport(), **options}
     if settings.storage_connection_string:
         return QueueClient.from_connection_string(settings.storage_connection_string, queue_name, **policies)
     return QueueClient(settings.storage_queue_service_uri, queue_name, credential=storage_credential(settings), **policies)
@@ -40,6 +66,7 @@ class ItemQueue:
     def __init__(self, client: QueueClient) -> None:
         self.client = client
         self._ensured = False
+        self._senders = ThreadPoolExecutor(max_workers=_SEND_THREADS, thread_name_prefix="queue-send")
 
     def ensure_exists(self) -> None:
         if self._ensured:
@@ -53,7 +80,11 @@ class ItemQueue:
     def send(self, messages: Sequence[ItemMessage]) -> int:
         """Send all messages (in parallel, since each is one HTTP call); return how many were sent."""
         self.ensure_exists()
-        with ThreadPoolExecutor(max_workers=_SEND_THREADS) as pool:
-            list(pool.map(lambda m: self.client.send_message(m.model_dump_json()), messages))
+        list(self._senders.map(lambda m: self.send_later(m, 0), messages))
         log.info("enqueued %d item messages on %s", len(messages), self.client.queue_name)
         return len(messages)
+
+    def send_later(self, message: ItemMessage, delay_s: int) -> None:
+        """Send one message that becomes visible after `delay_s` seconds (a retry's backoff)."""
+        self.client.send_message(message.model_dump_json(), visibility_timeout=delay_s or None,
+                                 time_to_live=_NEVER_EXPIRES)

@@ -2,21 +2,31 @@
 
 At-least-once delivery is the rule: a message may arrive twice, after its item is final, or after
 its job ended. Each case is a harmless no-op or a skip, decided on the rows in PostgreSQL.
+
+Retries never raise. A transient fetch failure counts one attempt in PostgreSQL and sends the item's
+next message with a visibility delay (exponential backoff, or the site's Retry-After); the last
+allowed attempt fails the item. An unreachable database spends no attempt: the message is put back
+with a delay. Only crashes and unexpected exceptions reach the queue's dequeue count and the poison
+queue. Per delivery: one autocommit read and one write transaction.
 """
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 from opentelemetry.trace import SpanKind
 
-from shared.db import ConnectionPool, in_transaction
+from shared.db import ConnectionPool, in_transaction, read
+from shared.errors import DatabaseUnavailable
 from shared.fetch import FetchError, FetchLimits
 from shared.messages import ItemMessage
-from shared.models import SYSTEM_ACTOR, ItemOutcome, JobStatus, WorkItem
+from shared.models import SYSTEM_ACTOR, ItemError, ItemOutcome, JobStatus, WorkItem
+from shared.retry_policy import RetryPolicy
 from shared.scrape import ScrapeResult, scrape
 from shared.telemetry import FETCH_DURATION, ITEMS_PROCESSED, POISONED, span, url_host
 
@@ -24,9 +34,26 @@ log = logging.getLogger(__name__)
 
 Scraper = Callable[[str, FetchLimits], ScrapeResult]
 
+# Put back while PostgreSQL is unreachable: 5 s doubling to 30 s, for about an hour; after that
+# the delivery raises and the queue's own retries and poison queue take over.
+OUTAGE_FIRST_DELAY_S = 5
+OUTAGE_MAX_DELAY_S = 30
+OUTAGE_MAX_REDELIVERIES = 128
 
-class RetryableItemError(Exception):
-    """A transient failure, already recorded on the item: raised so the queue redelivers the message."""
+
+class ItemSender(Protocol):
+    """Where a worker sends an item's next message (the scrape queue)."""
+
+    def send_later(self, message: ItemMessage, delay_s: int) -> None:
+        """Send `message`, invisible for `delay_s` seconds."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker fetches (limits) and how often it tries (policy)."""
+
+    limits: FetchLimits
+    policy: RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -41,58 +68,132 @@ class WorkResult:
         return cls(action if outcome.changed else "duplicate", outcome.changed and outcome.remaining == 0)
 
 
-def process_item(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits, scraper: Scraper = scrape) -> WorkResult:
-    """Scrape one item and record the outcome; raises RetryableItemError for transient failures.
+def process_item(pool: ConnectionPool, sender: ItemSender, message: ItemMessage, config: WorkerConfig,
+                 scraper: Scraper = scrape) -> WorkResult:
+    """Scrape one item and record the outcome, or schedule its retry. Raises only for what the
+    queue must retry: an outage that outlasted OUTAGE_MAX_REDELIVERIES, or an unexpected error.
 
     Runs in a consumer span that continues the trace carried by the message."""
-    attributes = {"trawl.job.id": str(message.job_id), "trawl.item.seq": message.seq}
+    attributes: dict[str, str | int] = {"trawl.job.id": str(message.job_id), "trawl.item.seq": message.seq}
     with span("scrape item", traceparent=message.traceparent, kind=SpanKind.CONSUMER, attributes=attributes) as current:
         try:
-            result = _process(pool, message, limits, scraper)
-        except RetryableItemError:
-            current.set_attribute("trawl.outcome", "retry")
-            ITEMS_PROCESSED.add(1, {"outcome": "retry"})
-            raise
+            result = _Delivery(pool, sender, message, config, scraper).run()
+        except DatabaseUnavailable:
+            result = _put_back_for_outage(sender, message)
         current.set_attribute("trawl.outcome", result.action)
         ITEMS_PROCESSED.add(1, {"outcome": result.action})
         return result
 
 
-def _process(pool: ConnectionPool, message: ItemMessage, limits: FetchLimits, scraper: Scraper) -> WorkResult:
-    work = in_transaction(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
-    if work is None:
-        log.error("job %s item %s does not exist; dropping the message", message.job_id, message.seq,
-                  extra=message.log_context())
-        return WorkResult("missing")
-    if work.item.status.is_final:
-        return WorkResult("duplicate")
-    reason = _skip_reason(work)
-    if reason is not None:
-        return WorkResult.of("skipped", in_transaction(pool, lambda tx: tx.jobs.skip_item(message.job_id, message.seq, reason)))
-    try:
-        result = _fetch(scraper, work.item.url, limits)
-    except FetchError as error:
-        return _record_failure(pool, message, error)
-    outcome = in_transaction(pool, lambda tx: tx.jobs.complete_item(
-        message.job_id, message.seq, result.model_dump(mode="json"), result.status, result.final_url, result.elapsed_ms))
-    return WorkResult.of("succeeded", outcome)
-
-
 def give_up_item(pool: ConnectionPool, message: ItemMessage) -> WorkResult:
     """The poison handler's step: the queue gave up on this item, so fail it with its last error."""
-    work = in_transaction(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
+    work = read(pool, lambda tx: tx.jobs.item_for_work(message.job_id, message.seq))
     if work is None:
         log.error("poisoned message for missing job %s item %s; dropping it", message.job_id, message.seq,
                   extra=message.log_context())
         return WorkResult("missing")
-    item = work.item
-    last = f"{item.last_error_code}: {item.last_error_message}" if item.last_error_code else "no error was recorded"
-    text = f"gave up after {item.attempts} attempts: {last}"
+    if work.last_error_code:
+        last = f"{work.last_error_code}: {work.last_error_message}"
+    else:
+        last = "the worker raised on every delivery (an unexpected error or a long database outage; see its logs)"
+    text = f"gave up after {work.attempts} attempts: {last}"
     outcome = in_transaction(pool, lambda tx: tx.jobs.fail_item(
-        message.job_id, message.seq, "gave_up", text, SYSTEM_ACTOR, item.http_status, counts_as_attempt=False))
+        message.job_id, message.seq, "gave_up", text, SYSTEM_ACTOR, work.http_status, counts_as_attempt=False))
     if outcome.changed:
         POISONED.add(1)
     return WorkResult.of("failed", outcome)
+
+
+class _Delivery:
+    """One delivery of one message: read the item, decide, fetch, record."""
+
+    def __init__(self, pool: ConnectionPool, sender: ItemSender, message: ItemMessage, config: WorkerConfig,
+                 scraper: Scraper) -> None:
+        self.pool, self.sender, self.message, self.config, self.scraper = pool, sender, message, config, scraper
+        self.job_id, self.seq = message.job_id, message.seq
+
+    def run(self) -> WorkResult:
+        work = read(self.pool, lambda tx: tx.jobs.item_for_work(self.job_id, self.seq))
+        if work is None:
+            log.error("job %s item %s does not exist; dropping the message", self.job_id, self.seq,
+                      extra=self.message.log_context())
+            return WorkResult("missing")
+        if work.status.is_final:
+            return WorkResult("duplicate")
+        if work.attempts > self.message.attempt:
+            return self._behind(work)
+        reason = _skip_reason(work)
+        if reason is not None:
+            return WorkResult.of("skipped", in_transaction(
+                self.pool, lambda tx: tx.jobs.skip_item(self.job_id, self.seq, reason)))
+        if not self.config.policy.has_attempts_after(work.attempts):
+            return self._fail(ItemError("gave_up", f"no attempts left after {work.attempts}"), counts=False)
+        return self._attempt(work)
+
+    def _behind(self, work: WorkItem) -> WorkResult:
+        """This message is older than the item's attempt count: a duplicate if the newer message
+        is known to be sent; otherwise the delivery that counted the attempt died before sending
+        it, so send it now."""
+        if work.follow_up_sent:
+            return WorkResult("duplicate")
+        now = datetime.now(timezone.utc)
+        delay = max(int(((work.next_attempt_at or now) - now).total_seconds()), 0)
+        self._send_next(work.attempts, delay)
+        return WorkResult("retry_resent")
+
+    def _attempt(self, work: WorkItem) -> WorkResult:
+        try:
+            result = _fetch(self.scraper, work.url, self.config.limits)
+        except FetchError as error:
+            return self._failed_attempt(work, error)
+        outcome = in_transaction(self.pool, lambda tx: tx.jobs.complete_item(
+            self.job_id, self.seq, result.model_dump(mode="json"), result.status, result.final_url, result.elapsed_ms))
+        return WorkResult.of("succeeded", outcome)
+
+    def _failed_attempt(self, work: WorkItem, error: FetchError) -> WorkResult:
+        item_error = ItemError(error.code, error.message, error.http_status)
+        attempts = work.attempts + 1
+        policy = self.config.policy
+        if not error.retryable:
+            log.info("job %s item %s failed permanently: %s: %s", self.job_id, self.seq, error.code, error.message,
+                     extra=self.message.log_context())
+            return self._fail(item_error, counts=True)
+        if not policy.has_attempts_after(attempts):
+            log.info("job %s item %s failed after %d attempts: %s: %s", self.job_id, self.seq, attempts, error.code,
+                     error.message, extra=self.message.log_context())
+            return self._fail(ItemError(error.code, f"{error.message} (after {attempts} attempts)", error.http_status),
+                              counts=True)
+        delay = policy.delay_s(attempts, error.retry_after_s, random.random())  # nosec B311 - jitter, not security
+        retry_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        if not in_transaction(self.pool, lambda tx: tx.jobs.record_retry(
+                self.job_id, self.seq, work.attempts, item_error, retry_at)):
+            return WorkResult("duplicate")
+        self._send_next(attempts, delay)
+        log.info("job %s item %s: attempt %d failed (%s: %s); retrying in %d s", self.job_id, self.seq, attempts,
+                 error.code, error.message, delay, extra=self.message.log_context())
+        return WorkResult("retry_scheduled")
+
+    def _send_next(self, attempt: int, delay_s: int) -> None:
+        self.sender.send_later(self.message.model_copy(update={"attempt": attempt, "outage_redeliveries": 0}), delay_s)
+        in_transaction(self.pool, lambda tx: tx.jobs.mark_sent(self.job_id, [self.seq], attempt))
+
+    def _fail(self, error: ItemError, *, counts: bool) -> WorkResult:
+        outcome = in_transaction(self.pool, lambda tx: tx.jobs.fail_item(
+            self.job_id, self.seq, error.code, error.message, SYSTEM_ACTOR, error.http_status, counts_as_attempt=counts))
+        return WorkResult.of("failed", outcome)
+
+
+def _put_back_for_outage(sender: ItemSender, message: ItemMessage) -> WorkResult:
+    """Send the same message again, later, without spending an attempt; past the limit, raise so
+    the queue's dequeue count and poison queue take over."""
+    redeliveries = message.outage_redeliveries
+    if redeliveries >= OUTAGE_MAX_REDELIVERIES:
+        raise DatabaseUnavailable(f"the database was unreachable for {redeliveries} redeliveries")
+    delay = min(OUTAGE_FIRST_DELAY_S * 2 ** redeliveries, OUTAGE_MAX_DELAY_S)
+    sender.send_later(message.model_copy(update={"outage_redeliveries": redeliveries + 1}), delay)
+    log.warning("job %s item %s: the database is unreachable; trying again in %d s", message.job_id, message.seq,
+                delay, extra=message.log_context())
+    return WorkResult("delayed_by_outage")
 
 
 def _fetch(scraper: Scraper, url: str, limits: FetchLimits) -> ScrapeResult:
@@ -120,17 +221,3 @@ def _skip_reason(work: WorkItem) -> str | None:
     if datetime.now(timezone.utc) >= work.deadline_at:
         return "job deadline passed"
     return None
-
-
-def _record_failure(pool: ConnectionPool, message: ItemMessage, error: FetchError) -> WorkResult:
-    job_id, seq = message.job_id, message.seq
-    if error.retryable:
-        in_transaction(pool, lambda tx: tx.jobs.record_retryable_failure(job_id, seq, error.code, error.message,
-                                                                          error.http_status))
-        log.warning("job %s item %s: retryable %s: %s", job_id, seq, error.code, error.message,
-                    extra=message.log_context())
-        raise RetryableItemError(f"{error.code}: {error.message}") from error
-    log.info("job %s item %s failed permanently: %s: %s", job_id, seq, error.code, error.message,
-             extra=message.log_context())
-    return WorkResult.of("failed", in_transaction(pool, lambda tx: tx.jobs.fail_item(
-        job_id, seq, error.code, error.message, SYSTEM_ACTOR, error.http_status)))

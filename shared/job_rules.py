@@ -12,6 +12,12 @@ from shared.models import JobOutcome, Progress
 # many loops keeps a long job's replay cost flat (continue_as_new).
 LOOPS_PER_GENERATION = 12
 
+# Activities are retried every 10 s for up to about 5 minutes: longer than an Azure Database for
+# PostgreSQL HA failover or maintenance restart (~2 minutes). The Python SDK's RetryOptions carries
+# only these two numbers, so the interval is fixed; each retry is one cheap activity call.
+ACTIVITY_RETRY_INTERVAL_MS = 10_000
+ACTIVITY_RETRY_ATTEMPTS = 30
+
 
 class OrchestrationInput(BaseModel):
     """What one orchestration generation starts from; ids and small numbers only."""

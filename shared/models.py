@@ -207,13 +207,34 @@ class JobSubmission:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """What a worker needs to scrape one item: the item and its job's state and options."""
+    """What a worker needs to decide on and scrape one item: its job's state and the item's
+    dispatch state, never its stored result."""
 
     job_status: JobStatus
     cancel_requested: bool
     deadline_at: datetime
-    options: dict[str, Any]
-    item: JobItem
+    url: str
+    status: ItemStatus
+    attempts: int
+    queued_attempt: int | None
+    next_attempt_at: datetime | None
+    last_error_code: str | None
+    last_error_message: str | None
+    http_status: int | None
+
+    @property
+    def follow_up_sent(self) -> bool:
+        """True when the message for the item's current attempt count is known to be in the queue."""
+        return self.queued_attempt is not None and self.queued_attempt >= self.attempts
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why one attempt at an item failed: a stable code, a readable message, the HTTP status if any."""
+
+    code: str
+    message: str
+    http_status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from opentelemetry.trace import SpanKind
 
-from shared.db import ConnectionPool, in_transaction
+from shared.db import ConnectionPool, in_transaction, read
 from shared.item_queue import ItemQueue
 from shared.messages import ItemMessage
 from shared.models import SYSTEM_ACTOR, JobOutcome
@@ -27,20 +27,25 @@ def start_job(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
 
 def enqueue_items(pool: ConnectionPool, queue: ItemQueue, job_id: UUID, start: int, end: int,
                   traceparent: str | None = None) -> int:
-    """Send a message for each still-pending item with seq in [start, end); final items are not re-sent.
+    """Send a message for each pending item with seq in [start, end) that was never sent one, then
+    record them as sent. A restarted orchestration therefore re-sends nothing already in the queue
+    or waiting for a retry; a crash between sending and recording re-sends that batch once, which
+    workers absorb as duplicates.
 
     The span continues the submission's trace; each message carries this span as its parent."""
     attributes = {"trawl.job.id": str(job_id), "trawl.batch.start": start, "trawl.batch.end": end}
     with span("enqueue items", traceparent=traceparent, kind=SpanKind.PRODUCER, attributes=attributes):
-        seqs = in_transaction(pool, lambda tx: tx.jobs.pending_item_seqs(job_id, after_seq=start - 1, limit=end - start))
+        seqs = read(pool, lambda tx: tx.jobs.unsent_item_seqs(job_id, start, end))
         parent = current_traceparent()
-        messages = [ItemMessage(job_id=job_id, seq=seq, traceparent=parent) for seq in seqs if seq < end]
-        return queue.send(messages)
+        sent = queue.send([ItemMessage(job_id=job_id, seq=seq, traceparent=parent) for seq in seqs])
+        if seqs:
+            in_transaction(pool, lambda tx: tx.jobs.mark_sent(job_id, seqs, 0))
+        return sent
 
 
 def job_progress(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:
-    """The job's counters and flags, as the orchestrator's ProgressSnapshot reads them."""
-    return in_transaction(pool, lambda tx: tx.jobs.progress(job_id)).model_dump(mode="json")
+    """The job's counters and flags, as the orchestrator reads them (models.Progress)."""
+    return read(pool, lambda tx: tx.jobs.progress(job_id)).model_dump(mode="json")
 
 
 def finalise_job(pool: ConnectionPool, job_id: UUID, outcome: JobOutcome) -> str:

@@ -26,7 +26,6 @@ a 503: the quota is enforced, never skipped.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -43,11 +42,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.db import ConnectionPool, in_transaction
+from shared.db import ConnectionPool, read
 from shared.errors import RateLimited, Unavailable
-from shared.item_queue import storage_credential
+from shared.executors import Work
+from shared.item_queue import storage_credential, storage_transport
 from shared.models import JobStatus, Owner
-from shared.resources import get_pool
+from shared.resources import get_executors, get_pool
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -253,15 +253,17 @@ def _contended() -> RateLimited:
 def table_client(settings: Settings) -> TableClient:
     """The quota table: connection string locally, identity-based on Azure (no shared keys)."""
     if settings.storage_connection_string:
-        return TableClient.from_connection_string(settings.storage_connection_string, settings.rate_table)
-    return TableClient(settings.storage_table_service_uri, settings.rate_table, credential=storage_credential(settings))
+        return TableClient.from_connection_string(settings.storage_connection_string, settings.rate_table,
+                                                  transport=storage_transport())
+    return TableClient(settings.storage_table_service_uri, settings.rate_table, credential=storage_credential(settings),
+                       transport=storage_transport())
 
 
 def running_job_counter(pool: ConnectionPool) -> CountRunningJobs:
     """Counts an owner's pending and running jobs in PostgreSQL, up to a cap."""
 
     def count(owner: Owner, cap: int) -> int:
-        return len(in_transaction(pool, lambda tx: tx.queries.list_jobs(owner, statuses=RUNNING_STATUSES, limit=cap)))
+        return len(read(pool, lambda tx: tx.queries.list_jobs(owner, statuses=RUNNING_STATUSES, limit=cap)))
 
     return count
 
@@ -281,10 +283,10 @@ async def submission_quota(owner: Owner, url_count: int) -> AsyncIterator[None]:
     (no job created), the URLs are given back.
     """
     quotas = get_quotas()
-    admission = await asyncio.to_thread(quotas.admit, owner, url_count)
+    admission = await get_executors().run(Work.API, quotas.admit, owner, url_count)
     created = False
     try:
         yield
         created = True
     finally:
-        await asyncio.to_thread(quotas.release, admission, created=created)
+        await get_executors().run(Work.API, quotas.release, admission, created=created)

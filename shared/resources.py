@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from pathlib import Path
 
 from shared.db import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect, migrate
+from shared.executors import Executors, executor_sizes
 from shared.fetch import FetchLimits
 from shared.item_queue import ItemQueue, queue_client, storage_credential
+from shared.item_worker import WorkerConfig
+from shared.retry_policy import RetryPolicy
 from shared.settings import Settings, get_settings
+
+# Deployed next to this package: the queue trigger's concurrency sizes the scrape workers' pool.
+HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,21 @@ def get_pool() -> ConnectionPool:
 def get_item_queue() -> ItemQueue:
     settings = get_settings()
     return ItemQueue(queue_client(settings, settings.queue_name))
+
+
+@lru_cache(maxsize=1)
+def get_executors() -> Executors:
+    """The process's thread pools for blocking work (see shared.executors)."""
+    return Executors(executor_sizes(HOST_JSON, get_settings().api_threads))
+
+
+@lru_cache(maxsize=1)
+def worker_config() -> WorkerConfig:
+    """How scrape workers fetch and retry, from the settings."""
+    settings = get_settings()
+    policy = RetryPolicy(max_attempts=settings.fetch_max_attempts, base_delay_s=settings.retry_base_delay_seconds,
+                         max_delay_s=settings.retry_max_delay_seconds)
+    return WorkerConfig(limits=fetch_limits(settings), policy=policy)
 
 
 def fetch_limits(settings: Settings) -> FetchLimits:

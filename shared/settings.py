@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     fetch_allowed_networks: str = ""
     fetch_allowed_ports: str = "80,443"
+    fetch_max_attempts: int = Field(5, ge=1, le=20)
+    retry_base_delay_seconds: int = Field(5, ge=1, le=3600)
+    retry_max_delay_seconds: int = Field(300, ge=1, le=86_400)
+
+    api_threads: int = Field(8, ge=1, le=64)
 
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 

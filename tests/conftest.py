@@ -111,7 +111,7 @@ def db_url(pg_server: "PostgresServer", template_db: str) -> Iterator[str]:
 @pytest.fixture
 def pool(db_url: str) -> Iterator[ConnectionPool]:
     """A connection pool on this test's database, big enough for the concurrency tests."""
-    connection_pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=25)
+    connection_pool = ConnectionPool(UrlDatabase(db_url), maxconn=25)
     yield connection_pool
     connection_pool.closeall()
 

@@ -6,7 +6,7 @@ All SQL lives in this package; callers borrow a unit of work (`uow(pool)`) and u
 
 from shared.db.connection import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect
 from shared.db.migrate import migrate
-from shared.db.unit_of_work import UnitOfWork, in_transaction, uow
+from shared.db.unit_of_work import UnitOfWork, in_transaction, is_connection_error, read, uow
 
 __all__ = [
     "ConnectionPool",
@@ -16,6 +16,8 @@ __all__ = [
     "UrlDatabase",
     "connect",
     "in_transaction",
+    "is_connection_error",
     "migrate",
+    "read",
     "uow",
 ]

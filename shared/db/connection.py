@@ -5,7 +5,7 @@ starts, so a fresh token is fetched for every new physical connection and never 
 """
 
 import threading
-from collections.abc import Hashable
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 from azure.core.credentials import TokenCredential
-from psycopg2.pool import PoolError, ThreadedConnectionPool
+from psycopg2.pool import PoolError
 
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 
@@ -22,6 +22,10 @@ APPLICATION_NAME = "trawl"
 
 # Fail fast on an unreachable server: the queue retries the message anyway.
 CONNECT_TIMEOUT_S = 10
+
+# A pooled connection whose server vanished (failover, a dropped NAT entry) is found dead within
+# about a minute instead of hanging on the kernel's two-hour default.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 Connection = psycopg2.extensions.connection
 
@@ -48,10 +52,10 @@ class EntraDatabase:
 DatabaseConfig = UrlDatabase | EntraDatabase
 
 
-def connect_kwargs(config: DatabaseConfig) -> dict[str, Any]:
+def connect_kwargs(config: DatabaseConfig, timeout_s: int = CONNECT_TIMEOUT_S) -> dict[str, Any]:
     """Keyword arguments for `psycopg2.connect` for ONE new connection; in Entra mode this
     fetches a token, so call it once per physical connection."""
-    common = {"application_name": APPLICATION_NAME, "connect_timeout": CONNECT_TIMEOUT_S}
+    common = {"application_name": APPLICATION_NAME, "connect_timeout": timeout_s, **_KEEPALIVES}
     if isinstance(config, UrlDatabase):
         return {"dsn": config.url, **common}
     token = config.credential.get_token(ENTRA_SCOPE)
@@ -66,9 +70,9 @@ def connect_kwargs(config: DatabaseConfig) -> dict[str, Any]:
     }
 
 
-def connect(config: DatabaseConfig) -> Connection:
-    """Open one physical connection (migrations, one-off scripts); pooled code uses the pool."""
-    conn: Connection = psycopg2.connect(**connect_kwargs(config))
+def connect(config: DatabaseConfig, timeout_s: int = CONNECT_TIMEOUT_S) -> Connection:
+    """Open one physical connection (migrations, probes, one-off scripts); pooled code uses the pool."""
+    conn: Connection = psycopg2.connect(**connect_kwargs(config, timeout_s))
     psycopg2.extras.register_uuid(conn_or_curs=conn)  # type: ignore[no-untyped-call]
     return conn
 
@@ -80,65 +84,79 @@ def is_broken(conn: Connection) -> bool:
     return bool(conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN)
 
 
-class ConnectionPool(ThreadedConnectionPool):
-    """A thread-safe pool that builds every new connection from `config` (fresh Entra token),
-    waits up to `acquire_timeout_s` for a free connection instead of failing at once, and
-    discards connections that come back broken.
+class ConnectionPool:
+    """A thread-safe pool that keeps the connections it opens, so an item costs no new session.
 
-    Keeps up to `minconn` idle connections; `maxconn` caps connections in use.
+    Every new connection is built from `config` (a fresh Entra token each). Borrowers wait up to
+    `acquire_timeout_s` for a free connection instead of failing at once. Idle connections are
+    reused newest first, so the rest age out: one idle longer than `max_idle_s` is closed rather
+    than trusted (Azure's gateway and NATs drop quiet TCP sessions), and one that comes back or is
+    found broken is discarded.
     """
-
-    # The base class's bookkeeping, which the `_connect` override must keep up to date.
-    _pool: list[Connection]
-    _used: dict[Hashable, Connection]
-    _rused: dict[int, Hashable]
 
     def __init__(
         self,
         config: DatabaseConfig,
         *,
-        minconn: int = 1,
         maxconn: int = 10,
         acquire_timeout_s: float = 30.0,
+        max_idle_s: float = 300.0,
     ) -> None:
         self._config = config
         self._slots = threading.BoundedSemaphore(maxconn)
         self._acquire_timeout_s = acquire_timeout_s
-        super().__init__(minconn, maxconn)
+        self._max_idle_s = max_idle_s
+        self._idle: list[tuple[float, Connection]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.opened = 0
 
-    def _connect(self, key: Hashable | None = None) -> Connection:
-        # Overrides the base class so connection arguments (and the token) are built per
-        # connection rather than once at pool creation.
-        conn = connect(self._config)
-        if key is None:
-            self._pool.append(conn)
-        else:
-            self._used[key] = conn
-            self._rused[id(conn)] = key
-        return conn
-
-    def getconn(self, key: Hashable | None = None) -> Connection:
+    def getconn(self) -> Connection:
         """Borrow a connection, waiting for one to be returned when all are in use."""
         if not self._slots.acquire(timeout=self._acquire_timeout_s):
             raise PoolError(f"no database connection free within {self._acquire_timeout_s} s")
         try:
-            conn: Connection = super().getconn(key)
-            while is_broken(conn):
-                # Found dead while idle in the pool (e.g. the server restarted): replace it.
-                super().putconn(conn, key, close=True)
-                conn = super().getconn(key)
-            return conn
+            return self._reuse() or self._open()
         except BaseException:
             self._slots.release()
             raise
 
-    def putconn(
-        self, conn: Connection | None = None, key: Hashable | None = None, close: bool = False
-    ) -> None:
-        """Return a borrowed connection; a broken one is closed rather than pooled."""
-        if conn is None:
-            raise ValueError("putconn needs the connection to return")
+    def putconn(self, conn: Connection, close: bool = False) -> None:
+        """Return a borrowed connection; a broken one, or one left mid-transaction, is closed."""
         try:
-            super().putconn(conn, key, close or is_broken(conn))
+            keep = not (close or self._closed or is_broken(conn))
+            if keep and conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            if keep:
+                with self._lock:
+                    self._idle.append((time.monotonic(), conn))
+            else:
+                conn.close()
         finally:
             self._slots.release()
+
+    def closeall(self) -> None:
+        """Close every idle connection; borrowed ones are closed when they come back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for _, conn in idle:
+            conn.close()
+
+    def _reuse(self) -> Connection | None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise PoolError("the connection pool is closed")
+                if not self._idle:
+                    return None
+                since, conn = self._idle.pop()
+            if time.monotonic() - since <= self._max_idle_s and not is_broken(conn):
+                return conn
+            conn.close()
+
+    def _open(self) -> Connection:
+        conn = connect(self._config)
+        with self._lock:
+            self.opened += 1
+        return conn

@@ -21,7 +21,6 @@ from psycopg2.extras import Json, RealDictCursor, execute_values
 from shared.db.rows import (
     OWNER_SCOPE,
     Row,
-    item_from_row,
     job_from_row,
     owner_params,
     progress_from_row,
@@ -34,6 +33,7 @@ from shared.models import (
     CancelResult,
     FinaliseOutcome,
     IdempotencyKeyConflictError,
+    ItemError,
     ItemNotFoundError,
     ItemOutcome,
     ItemStatus,
@@ -135,7 +135,7 @@ UPDATE jobs
        finished_at = now(),
        error = CASE WHEN %(failed)s THEN %(reason)s ELSE error END
  WHERE id = %(job_id)s AND status = ANY(%(sources)s)
-   AND (NOT %(completed)s OR succeeded + failed + skipped = total)
+   AND (NOT %(completed)s OR (succeeded + failed + skipped = total AND cancel_requested_at IS NULL))
 RETURNING *, (SELECT count(*) FROM skipped) AS skipped_now
 """
 
@@ -274,7 +274,8 @@ class JobRepository:
         `cancelled`, `timed_out`). Except for `completed`, pending items are skipped first.
 
         `completed` becomes `succeeded` when no item failed, else `completed_with_errors`, and
-        is refused while items are pending. `changed` is False when the job was already final
+        is refused while items are pending or once a cancel was requested: a caller who got 202
+        for a cancel never sees the job succeed (the orchestrator then decides `cancelled`). `changed` is False when the job was already final
         or the status machine refuses the outcome; `job` always shows the current state.
         """
         final_status = None if outcome is JobOutcome.COMPLETED else JobStatus(outcome.value)
@@ -298,20 +299,32 @@ class JobRepository:
 
     # --- item transitions -------------------------------------------------------------------
 
-    def record_retryable_failure(
-        self, job_id: UUID, seq: int, code: str, message: str, http_status: int | None
+    def record_retry(
+        self, job_id: UUID, seq: int, attempts_before: int, error: ItemError, retry_at: datetime
     ) -> bool:
-        """Count a failed attempt that will be retried: the item stays pending with its last
-        error. Each call is one real attempt, so a redelivered message counts again. False when
-        the item is already final."""
+        """Count a failed attempt that will be tried again at `retry_at`: the item stays pending
+        with its last error. Conditional on the item still having `attempts_before` attempts, so
+        of two deliveries racing on one attempt only one counts it; False for the other, and
+        when the item is already final."""
         self._cur.execute(
             """UPDATE job_items
                   SET attempts = attempts + 1, started_at = coalesce(started_at, now()),
-                      last_error_code = %s, last_error_message = %s, http_status = %s
-                WHERE job_id = %s AND seq = %s AND status = 'pending' RETURNING seq""",
-            (code, message, http_status, job_id, seq),
+                      last_error_code = %s, last_error_message = %s, http_status = %s, next_attempt_at = %s
+                WHERE job_id = %s AND seq = %s AND status = 'pending' AND attempts = %s RETURNING seq""",
+            (error.code, error.message, error.http_status, retry_at, job_id, seq, attempts_before),
         )
         return self._cur.fetchone() is not None
+
+    def mark_sent(self, job_id: UUID, seqs: Sequence[int], attempt: int) -> int:
+        """Record that messages carrying `attempt` were sent for these pending items (never
+        lowering what is recorded); returns how many rows changed."""
+        self._cur.execute(
+            """UPDATE job_items SET queued_attempt = %s
+                WHERE job_id = %s AND seq = ANY(%s) AND status = 'pending'
+                  AND (queued_attempt IS NULL OR queued_attempt < %s)""",
+            (attempt, job_id, list(seqs), attempt),
+        )
+        return int(self._cur.rowcount)
 
     def complete_item(
         self,
@@ -416,11 +429,23 @@ class JobRepository:
         return progress_from_row(row)
 
     def pending_item_seqs(self, job_id: UUID, after_seq: int = -1, limit: int = 1000) -> list[int]:
-        """Seqs of pending items after `after_seq`, in order: the next batch to enqueue."""
+        """Seqs of pending items after `after_seq`, in order."""
         self._cur.execute(
             """SELECT seq FROM job_items WHERE job_id = %s AND status = 'pending' AND seq > %s
                 ORDER BY seq LIMIT %s""",
             (job_id, after_seq, limit),
+        )
+        return [row["seq"] for row in self._cur.fetchall()]
+
+    def unsent_item_seqs(self, job_id: UUID, start: int, end: int) -> list[int]:
+        """Seqs in [start, end) of pending items that no message was ever sent for: what an
+        (re)started orchestration enqueues. Items already in the queue or waiting for a retry
+        are left alone, so a restart neither duplicates messages nor grants a second budget."""
+        self._cur.execute(
+            """SELECT seq FROM job_items
+                WHERE job_id = %s AND status = 'pending' AND queued_attempt IS NULL AND seq >= %s AND seq < %s
+                ORDER BY seq""",
+            (job_id, start, end),
         )
         return [row["seq"] for row in self._cur.fetchall()]
 
@@ -433,11 +458,12 @@ class JobRepository:
         return [row["url"] for row in self._cur.fetchall()]
 
     def item_for_work(self, job_id: UUID, seq: int) -> WorkItem | None:
-        """An item with its job's status, cancel flag, deadline and options, so a worker can
-        decide whether to scrape it at all."""
+        """An item's URL and dispatch state with its job's status, cancel flag and deadline, so
+        a worker can decide whether to scrape it at all; only the columns it uses."""
         self._cur.execute(
-            """SELECT i.*, j.status AS job_status, j.cancel_requested_at, j.deadline_at,
-                      j.options
+            """SELECT i.url, i.status, i.attempts, i.queued_attempt, i.next_attempt_at, i.last_error_code,
+                      i.last_error_message, i.http_status,
+                      j.status AS job_status, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.deadline_at
                  FROM job_items i JOIN jobs j ON j.id = i.job_id
                 WHERE i.job_id = %s AND i.seq = %s""",
             (job_id, seq),
@@ -447,10 +473,16 @@ class JobRepository:
             return None
         return WorkItem(
             job_status=JobStatus(row["job_status"]),
-            cancel_requested=row["cancel_requested_at"] is not None,
+            cancel_requested=row["cancel_requested"],
             deadline_at=row["deadline_at"],
-            options=row["options"],
-            item=item_from_row(row),
+            url=row["url"],
+            status=ItemStatus(row["status"]),
+            attempts=row["attempts"],
+            queued_attempt=row["queued_attempt"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error_code=row["last_error_code"],
+            last_error_message=row["last_error_message"],
+            http_status=row["http_status"],
         )
 
     def unfinished_jobs(self, older_than: timedelta | None = None) -> list[Job]:

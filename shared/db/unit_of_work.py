@@ -7,6 +7,9 @@ Usage (cosmicpython's `service_layer/unit_of_work.py`):
         tx.commit()
 
 Leaving the block without `commit()`, normally or by an exception, rolls everything back.
+Reads that need no transaction use `read(pool, ...)`: one statement each in autocommit, no
+BEGIN/ROLLBACK round trips. A lost or refused connection surfaces as `DatabaseUnavailable`
+(HTTP 503, a delay for queue workers), never as a bare driver error.
 """
 
 from collections.abc import Callable
@@ -14,12 +17,15 @@ from contextlib import ExitStack
 from types import TracebackType
 from typing import TypeVar
 
+import psycopg2
 from opentelemetry.trace import SpanKind
 from psycopg2.extras import RealDictCursor
+from psycopg2.pool import PoolError
 
 from shared.db.connection import Connection, ConnectionPool, is_broken
 from shared.db.jobs import JobRepository
 from shared.db.queries import JobQueries
+from shared.errors import DatabaseUnavailable
 from shared.telemetry import span
 
 T = TypeVar("T")
@@ -31,16 +37,24 @@ class UnitOfWork:
     jobs: JobRepository
     queries: JobQueries
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, *, autocommit: bool = False) -> None:
         self._pool = pool
+        self._autocommit = autocommit
         self._conn: Connection | None = None
         self._span = ExitStack()
 
     def __enter__(self) -> "UnitOfWork":
         # One client span per transaction: enough to see database time in a trace, no SQL text.
-        self._span.enter_context(span("postgresql transaction", kind=SpanKind.CLIENT,
-                                      attributes={"db.system": "postgresql"}))
-        self._conn = self._pool.getconn()
+        name = "postgresql read" if self._autocommit else "postgresql transaction"
+        self._span.enter_context(span(name, kind=SpanKind.CLIENT, attributes={"db.system": "postgresql"}))
+        try:
+            self._conn = self._pool.getconn()
+            # A client-side flag: setting it costs no round trip.
+            self._conn.autocommit = self._autocommit
+        except BaseException as exc:
+            self._span.close()
+            _raise_if_unavailable(exc)
+            raise
         cursor = self._conn.cursor(cursor_factory=RealDictCursor)
         self.jobs = JobRepository(cursor)
         self.queries = JobQueries(cursor)
@@ -55,12 +69,14 @@ class UnitOfWork:
         conn, self._conn = self._conn, None
         try:
             # A lost connection cannot roll back; the server already discarded its work.
-            if conn is not None and not is_broken(conn):
+            if conn is not None and not is_broken(conn) and not self._autocommit:
                 conn.rollback()
         finally:
             if conn is not None:
                 self._pool.putconn(conn)
             self._span.close()
+        if exc is not None:
+            _raise_if_unavailable(exc)
 
     def commit(self) -> None:
         """Make everything done in this unit of work durable."""
@@ -76,6 +92,26 @@ class UnitOfWork:
         return self._conn
 
 
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that say the server cannot be reached or took the session away, which a
+    later attempt can survive; False for errors in the statement or the data."""
+    if isinstance(exc, (PoolError, psycopg2.InterfaceError)):
+        return True
+    if isinstance(exc, psycopg2.OperationalError):
+        # No SQLSTATE: libpq could not connect or lost the socket. 08: connection exception;
+        # 57P: operator intervention (shutdown, crash recovery); 53300: too many connections.
+        code = exc.pgcode
+        return code is None or code.startswith(("08", "57P")) or code == "53300"
+    return False
+
+
+def _raise_if_unavailable(exc: BaseException) -> None:
+    if isinstance(exc, DatabaseUnavailable):
+        return
+    if is_connection_error(exc):
+        raise DatabaseUnavailable() from exc
+
+
 def uow(pool: ConnectionPool) -> UnitOfWork:
     """A unit of work on `pool`, to use as `with uow(pool) as tx:`."""
     return UnitOfWork(pool)
@@ -88,3 +124,10 @@ def in_transaction(pool: ConnectionPool, operation: Callable[[UnitOfWork], T]) -
         result = operation(tx)
         tx.commit()
     return result
+
+
+def read(pool: ConnectionPool, operation: Callable[[UnitOfWork], T]) -> T:
+    """Run read-only `operation` in autocommit: each statement stands alone, so a single SELECT
+    costs one round trip. Use it only where the reads need not see one snapshot."""
+    with UnitOfWork(pool, autocommit=True) as tx:
+        return operation(tx)

@@ -20,7 +20,9 @@ def page_html(n: int) -> str:
 class TestSite:
     __test__ = False  # a helper, not a test class
 
-    """Serves on 127.0.0.1; `hits` counts requests per path; `flaky_failures` sets 503s before success."""
+    """Serves on 127.0.0.1; `hits` counts requests per path; `flaky_failures` sets 503s before success;
+    `/busy/<n>/...` answers 429 with `Retry-After: n` once, then the page; `/held/...` waits for
+    `released` (`held_now` and `held_most` count such requests in flight)."""
 
     def __init__(self, flaky_failures: int = 2, slow_seconds: float = 1.0, hang_seconds: float = 8.0) -> None:
         self.hits: Counter[str] = Counter()
@@ -28,6 +30,9 @@ class TestSite:
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
         self._lock = threading.Lock()
+        self.released = threading.Event()
+        self.held_now = 0
+        self.held_most = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -47,30 +52,48 @@ class TestSite:
         self.server.shutdown()
         self.server.server_close()
 
-    def respond(self, target: str) -> tuple[int, str]:
+    def respond(self, target: str) -> tuple[int, str, dict[str, str]]:
         path = target.split("?", 1)[0]
         with self._lock:
             self.hits[path] += 1
             count = self.hits[path]
         if match := re.fullmatch(r"/page/(\d+)", path):
-            return 200, page_html(int(match[1]))
+            return 200, page_html(int(match[1])), {}
         if path.startswith("/flaky/"):
-            return (503, "busy") if count <= self.flaky_failures else (200, page_html(0))
+            return (503, "busy", {}) if count <= self.flaky_failures else (200, page_html(0), {})
         if path.startswith("/always500/"):
-            return 500, "broken"
+            return 500, "broken", {}
+        if match := re.fullmatch(r"/busy/(\d+)/.*", path):
+            return (429, "slow down", {"Retry-After": match[1]}) if count == 1 else (200, page_html(2), {})
+        if path.startswith("/held/"):
+            return self._hold()
         if path.startswith("/slow/") or path.startswith("/hang/"):
             time.sleep(self.slow_seconds if path.startswith("/slow/") else self.hang_seconds)
-            return 200, page_html(1)
-        return 404, "not found"
+            return 200, page_html(1), {}
+        return 404, "not found", {}
+
+    def _hold(self) -> tuple[int, str, dict[str, str]]:
+        """Answer only once `released` is set, counting requests held at once."""
+        with self._lock:
+            self.held_now += 1
+            self.held_most = max(self.held_most, self.held_now)
+        try:
+            self.released.wait(60)
+            return 200, page_html(3), {}
+        finally:
+            with self._lock:
+                self.held_now -= 1
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status, body = site.respond(self.path)
+                status, body, headers = site.respond(self.path)
                 payload = body.encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

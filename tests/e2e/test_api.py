@@ -34,7 +34,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def pool(trawl: Trawl) -> Iterator[ConnectionPool]:
-    connection_pool = ConnectionPool(UrlDatabase(trawl.db_url), minconn=1, maxconn=4)
+    connection_pool = ConnectionPool(UrlDatabase(trawl.db_url), maxconn=4)
     yield connection_pool
     connection_pool.closeall()
 

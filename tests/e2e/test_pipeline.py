@@ -47,7 +47,7 @@ def test_submit_answers_202_with_location_and_retry_after(trawl: Trawl, site: Te
     assert "Retry-After" not in trawl.http.get(f"{trawl.api}/jobs/{body['id']}", timeout=30).headers
 
 
-def test_retries_then_poison_end_the_job_completed_with_errors(trawl: Trawl, site: TestSite) -> None:
+def test_retries_back_off_then_end_the_job_completed_with_errors(trawl: Trawl, site: TestSite) -> None:
     urls = [site.url("/page/1"), site.url("/flaky/retry-me"), site.url("/always500/never")]
     job = trawl.wait_final(trawl.submit(urls)["id"])
 
@@ -58,10 +58,11 @@ def test_retries_then_poison_end_the_job_completed_with_errors(trawl: Trawl, sit
     assert (items[0]["status"], items[0]["attempts"]) == ("succeeded", 1)
     assert (items[1]["status"], items[1]["attempts"]) == ("succeeded", 3)  # two 503s, then success
     assert site.hits["/flaky/retry-me"] == 3
-    poisoned = items[2]
-    assert (poisoned["status"], poisoned["attempts"], poisoned["last_error_code"]) == ("failed", 5, "gave_up")
-    assert poisoned["last_error_message"].startswith("gave up after 5 attempts: http_error")
+    exhausted = items[2]
+    assert (exhausted["status"], exhausted["attempts"], exhausted["last_error_code"]) == ("failed", 5, "http_error")
+    assert exhausted["last_error_message"] == "HTTP 500 (after 5 attempts)"
     assert site.hits["/always500/never"] == 5
+    assert "Traceback" not in trawl.host.logs(), "a dead site is not a failed function run"
 
 
 def test_duplicate_queue_messages_produce_one_result(trawl: Trawl, site: TestSite) -> None:

@@ -6,12 +6,15 @@ socket, so Entra mode connects for real while a fake credential records each tok
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg2
+import psycopg2.extensions
+import psycopg2.pool
 import pytest
 from azure.core.credentials import AccessToken, TokenCredential
 
@@ -22,7 +25,8 @@ from shared.db.connection import (
     UrlDatabase,
     connect_kwargs,
 )
-from shared.db.unit_of_work import in_transaction, uow
+from shared.db.unit_of_work import in_transaction, read, uow
+from shared.errors import DatabaseUnavailable
 from shared.models import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
@@ -83,7 +87,7 @@ def test_url_kwargs_pass_the_url_through() -> None:
 
 def test_entra_pool_requests_a_token_per_physical_connection(db_url: str) -> None:
     credential = FakeCredential()
-    pool = ConnectionPool(entra_database(db_url, credential), minconn=1, maxconn=3)
+    pool = ConnectionPool(entra_database(db_url, credential), maxconn=3)
     try:
         borrowed = [pool.getconn() for _ in range(3)]
         passwords = sorted(conn.info.password for conn in borrowed)
@@ -105,9 +109,10 @@ def test_a_connection_that_broke_is_discarded(pool: ConnectionPool, db_url: str)
     with closing(psycopg2.connect(db_url)) as admin, admin.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(%s)", (doomed,))
 
-    with pytest.raises(psycopg2.OperationalError), uow(pool) as tx:
+    with pytest.raises(DatabaseUnavailable) as lost, uow(pool) as tx:
         tx.jobs.ping()
 
+    assert isinstance(lost.value.__cause__, psycopg2.OperationalError)
     assert backend_pid(pool) != doomed
     in_transaction(pool, lambda tx: tx.jobs.ping())
 
@@ -126,7 +131,7 @@ def test_an_idle_connection_found_closed_is_replaced(pool: ConnectionPool) -> No
 
 
 def test_an_exhausted_pool_waits_for_a_connection(db_url: str) -> None:
-    pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=1, acquire_timeout_s=5)
+    pool = ConnectionPool(UrlDatabase(db_url), maxconn=1, acquire_timeout_s=5)
     held = pool.getconn()
     releaser = threading.Timer(0.2, pool.putconn, args=(held,))
     releaser.start()
@@ -143,7 +148,7 @@ def test_an_exhausted_pool_waits_for_a_connection(db_url: str) -> None:
 
 
 def test_an_exhausted_pool_gives_up_after_its_timeout(db_url: str) -> None:
-    pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=1, acquire_timeout_s=0.1)
+    pool = ConnectionPool(UrlDatabase(db_url), maxconn=1, acquire_timeout_s=0.1)
     held = pool.getconn()
     try:
         with pytest.raises(psycopg2.pool.PoolError, match="no database connection free"):
@@ -151,6 +156,51 @@ def test_an_exhausted_pool_gives_up_after_its_timeout(db_url: str) -> None:
     finally:
         pool.putconn(held)
         pool.closeall()
+
+
+def test_the_pool_keeps_its_connections(pool: ConnectionPool) -> None:
+    pids = {backend_pid(pool) for _ in range(50)}
+
+    assert pids == {backend_pid(pool)} and pool.opened == 1
+
+
+def test_concurrent_borrowers_open_no_more_sessions_than_they_need(db_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(db_url), maxconn=4)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as workers:
+            list(workers.map(lambda _: in_transaction(pool, lambda tx: tx.jobs.ping()), range(400)))
+    finally:
+        pool.closeall()
+
+    assert pool.opened <= 4
+
+
+def test_a_connection_idle_too_long_is_replaced(db_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(db_url), max_idle_s=0)
+    try:
+        first = backend_pid(pool)
+        assert backend_pid(pool) != first and pool.opened == 2
+    finally:
+        pool.closeall()
+
+
+def test_an_unreachable_server_is_unavailable_not_an_error() -> None:
+    pool = ConnectionPool(UrlDatabase("postgresql://trawl@127.0.0.1:1/trawl"))
+
+    with pytest.raises(DatabaseUnavailable) as refused:
+        read(pool, lambda tx: tx.jobs.ping())
+
+    assert refused.value.status == 503 and refused.value.retry_after > 0
+
+
+def test_reads_run_in_autocommit_without_a_transaction(pool: ConnectionPool) -> None:
+    def state(tx: Any) -> tuple[bool, int]:
+        tx.jobs.ping()
+        conn = tx.jobs._cur.connection
+        return conn.autocommit, conn.info.transaction_status
+
+    assert read(pool, state) == (True, psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+    assert in_transaction(pool, state) == (False, psycopg2.extensions.TRANSACTION_STATUS_INTRANS)
 
 
 def test_unit_of_work_rolls_back_on_error_and_commits_only_when_asked(

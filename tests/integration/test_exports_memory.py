@@ -37,7 +37,7 @@ from shared.exports import export_items
 from shared.models import ANONYMOUS_OWNER
 
 db_url, job_id, export_format, path = sys.argv[1:]
-pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=1)
+pool = ConnectionPool(UrlDatabase(db_url), maxconn=1)
 with open(path, "w", encoding="utf-8") as out:
     for chunk in export_items(pool, UUID(job_id), ANONYMOUS_OWNER, None, export_format):
         out.write(chunk)
@@ -72,7 +72,7 @@ def db_url(pg_server: Any, template_db: str) -> str:
 @pytest.fixture(scope="module")
 def jobs(db_url: str) -> Iterator[dict[int, UUID]]:
     """A 10,000-item and a 100,000-item job, every item succeeded with a page."""
-    pool = ConnectionPool(UrlDatabase(db_url), minconn=1, maxconn=2)
+    pool = ConnectionPool(UrlDatabase(db_url), maxconn=2)
     made = {}
     for size in (SMALL, LARGE):
         urls = [f"https://example.test/item/{seq}" for seq in range(size)]

@@ -205,3 +205,25 @@ def test_concurrent_submissions_with_one_idempotency_key_create_one_job(
     assert sorted(result.replayed for result in results) == [False] + [True] * 5
     assert len({result.job.id for result in results}) == 1
     assert len(fetch_rows("SELECT id FROM jobs")) == 1
+
+
+def test_a_cancel_racing_completion_never_lets_the_job_succeed(
+    running: Callable[[int], Job], pool: ConnectionPool, fetch_rows: FetchRows
+) -> None:
+    accepted_cancels = 0
+    for _ in range(30):
+        job = running(1)
+        in_transaction(pool, complete(job, 0))
+
+        cancel, completion = race(pool, [
+            lambda tx: tx.jobs.request_cancel(job.id, ANONYMOUS_OWNER, "alice", None),
+            lambda tx: tx.jobs.finalise_job(job.id, JobOutcome.COMPLETED, "orchestrator"),
+        ], threads=2)
+
+        status = counters(fetch_rows, job)["status"]
+        if cancel.result is CancelResult.REQUESTED:  # the caller got 202
+            accepted_cancels += 1
+            assert not completion.changed and status == JobStatus.RUNNING, "a cancelled job must not succeed"
+        else:  # the caller got 409: the job was already final
+            assert completion.changed and status == JobStatus.SUCCEEDED
+    assert accepted_cancels > 0

@@ -17,6 +17,7 @@ from shared.models import (
     SYSTEM_ACTOR,
     CancelResult,
     IdempotencyKeyConflictError,
+    ItemError,
     ItemNotFoundError,
     ItemStatus,
     Job,
@@ -35,6 +36,7 @@ FetchRows = Callable[..., list[dict[str, Any]]]
 SubmitJob = Callable[..., Job]
 ExecuteSql = Callable[..., None]
 DEADLINE = datetime(2030, 1, 1, tzinfo=UTC)
+LATER = datetime(2029, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -327,6 +329,21 @@ def test_request_cancel_is_owner_scoped(running_job: Job, jobs: JobRepository, o
     assert admin.job is not None and admin.job.cancel_requested_by == "admin"
 
 
+def test_completion_is_refused_once_a_cancel_was_requested(
+    running_job: Job, jobs: JobRepository, fetch_rows: FetchRows
+) -> None:
+    for seq in range(4):
+        jobs.complete_item(running_job.id, seq, {}, 200, None, 1)
+    jobs.request_cancel(running_job.id, ANONYMOUS_OWNER, "alice", None)
+
+    completed = jobs.finalise_job(running_job.id, JobOutcome.COMPLETED, SYSTEM_ACTOR)
+    cancelled = jobs.finalise_job(running_job.id, JobOutcome.CANCELLED, SYSTEM_ACTOR)
+
+    assert (completed.changed, completed.job.status) == (False, JobStatus.RUNNING)
+    assert (cancelled.changed, cancelled.job.status) == (True, JobStatus.CANCELLED)
+    assert "finished" not in event_names(fetch_rows, running_job)
+
+
 def test_request_cancel_of_a_finished_job_is_refused(
     submit_job: SubmitJob, jobs: JobRepository, fetch_rows: FetchRows
 ) -> None:
@@ -370,7 +387,7 @@ def test_item_transition_happens_once(
 
 
 def test_complete_item_stores_the_page(running_job: Job, jobs: JobRepository, fetch_rows: FetchRows) -> None:
-    jobs.record_retryable_failure(running_job.id, 0, "http_503", "busy", 503)
+    jobs.record_retry(running_job.id, 0, 0, ItemError("http_error", "HTTP 503", 503), LATER)
     jobs.complete_item(running_job.id, 0, {"title": "Hi", "links": 3}, 200, "https://f.test/", 1500)
 
     [item] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 0", (running_job.id,))
@@ -392,18 +409,45 @@ def test_fail_item_writes_an_item_failed_event(
     ]
 
 
-def test_retryable_failure_keeps_the_item_pending(
+def test_a_retry_counts_its_attempt_once_and_keeps_the_item_pending(
     running_job: Job, jobs: JobRepository, fetch_rows: FetchRows
 ) -> None:
-    results = [jobs.record_retryable_failure(running_job.id, 3, "timeout", f"try {n}", None)
-               for n in range(2)]
+    timeout = ItemError("timeout", "read timed out")
+    first = jobs.record_retry(running_job.id, 3, 0, timeout, LATER)
+    same_attempt_again = jobs.record_retry(running_job.id, 3, 0, timeout, LATER)
+    second = jobs.record_retry(running_job.id, 3, 1, ItemError("http_error", "HTTP 503", 503), LATER)
     jobs.skip_item(running_job.id, 3, "cancelled")
-    after_final = jobs.record_retryable_failure(running_job.id, 3, "timeout", "late", None)
+    after_final = jobs.record_retry(running_job.id, 3, 2, timeout, LATER)
 
-    assert results == [True, True] and after_final is False
+    assert (first, same_attempt_again, second, after_final) == (True, False, True, False)
     [item] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 3", (running_job.id,))
-    assert (item["attempts"], item["last_error_code"], item["status"]) == (2, "timeout", "skipped")
+    assert (item["attempts"], item["last_error_code"], item["http_status"], item["status"]) == (
+        2, "http_error", 503, "skipped")
+    assert item["next_attempt_at"] == LATER
     assert jobs.pending_item_seqs(running_job.id) == [0, 1, 2]
+
+
+def test_only_items_never_sent_are_enqueued_again(running_job: Job, jobs: JobRepository) -> None:
+    assert jobs.unsent_item_seqs(running_job.id, 0, 4) == [0, 1, 2, 3]
+    assert jobs.mark_sent(running_job.id, [0, 1], 0) == 2
+    jobs.record_retry(running_job.id, 2, 0, ItemError("timeout", "slow"), LATER)
+    assert jobs.mark_sent(running_job.id, [2], 1) == 1
+
+    assert jobs.unsent_item_seqs(running_job.id, 0, 4) == [3]
+    assert jobs.unsent_item_seqs(running_job.id, 0, 3) == []
+    assert jobs.mark_sent(running_job.id, [2], 0) == 0, "what was recorded as sent never goes down"
+
+
+def test_item_for_work_knows_whether_the_follow_up_was_sent(running_job: Job, jobs: JobRepository) -> None:
+    jobs.mark_sent(running_job.id, [1], 0)
+    jobs.record_retry(running_job.id, 1, 0, ItemError("timeout", "slow"), LATER)
+    lost = jobs.item_for_work(running_job.id, 1)
+    jobs.mark_sent(running_job.id, [1], 1)
+    sent = jobs.item_for_work(running_job.id, 1)
+
+    assert lost is not None and sent is not None
+    assert (lost.attempts, lost.follow_up_sent, lost.next_attempt_at) == (1, False, LATER)
+    assert sent.follow_up_sent
 
 
 def test_item_transition_of_an_unknown_item_raises(running_job: Job, jobs: JobRepository) -> None:
@@ -477,8 +521,9 @@ def test_item_for_work_carries_the_job_state(running_job: Job, jobs: JobReposito
     work = jobs.item_for_work(running_job.id, 2)
 
     assert work is not None
-    assert (work.job_status, work.cancel_requested, work.options) == (JobStatus.RUNNING, True, {"render": False})
-    assert (work.item.seq, work.item.url, work.item.status) == (2, "https://example.test/page/2", ItemStatus.PENDING)
+    assert (work.job_status, work.cancel_requested) == (JobStatus.RUNNING, True)
+    assert (work.url, work.status, work.attempts, work.queued_attempt) == (
+        "https://example.test/page/2", ItemStatus.PENDING, 0, None)
     assert jobs.item_for_work(running_job.id, 4) is None
 
 

@@ -15,6 +15,7 @@ from azure.durable_functions.models.actions.ActionType import ActionType
 
 ActivityAnswer = Callable[[Any], Any]
 STARTED, COMPLETED_TURN = 12, 13
+ACTIVITY_CALLS = (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY)
 
 
 def _ts(at: datetime) -> str:
@@ -65,7 +66,7 @@ class Replay:
         for action in new:
             event_id = len(self.scheduled)
             self.scheduled.append(action)
-            if action["actionType"] == ActionType.CALL_ACTIVITY:
+            if action["actionType"] in ACTIVITY_CALLS:
                 self._event(4, EventId=event_id, Name=action["functionName"])
             elif action["actionType"] == ActionType.CREATE_TIMER:
                 self._event(10, EventId=event_id, FireAt=action["fireAt"])
@@ -81,7 +82,7 @@ class Replay:
         else:
             self._event(STARTED, Timestamp=_ts(self.now))
         for offset, action in enumerate(new):
-            if action["actionType"] == ActionType.CALL_ACTIVITY:
+            if action["actionType"] in ACTIVITY_CALLS:
                 event_id = len(self.scheduled) - len(new) + offset
                 payload = json.loads(action["input"]) if action.get("input") is not None else None
                 self.calls.append((action["functionName"], payload))
