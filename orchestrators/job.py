@@ -18,7 +18,9 @@ import azure.durable_functions as df
 
 from shared.job_rules import (
     ACTIVITY_RETRY_ATTEMPTS,
-    ACTIVITY_RETRY_INTERVAL_MS,
+    ACTIVITY_RETRY_BACKOFF,
+    ACTIVITY_RETRY_FIRST_INTERVAL_MS,
+    ACTIVITY_RETRY_MAX_INTERVAL_MS,
     LOOPS_PER_GENERATION,
     OrchestrationInput,
     custom_status,
@@ -29,8 +31,22 @@ from shared.job_rules import (
 from shared.models import JobStatus, Progress
 
 bp = df.Blueprint()
-ACTIVITY_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=ACTIVITY_RETRY_INTERVAL_MS,
-                                 max_number_of_attempts=ACTIVITY_RETRY_ATTEMPTS)
+
+
+class BackoffRetryOptions(df.RetryOptions):
+    """RetryOptions with the backoff fields the Durable extension reads (`RetryOptionsConverter`:
+    backoffCoefficient, maxRetryIntervalInMilliseconds), which azure-functions-durable 1.7.0 cannot send."""
+
+    def __init__(self, first_ms: int, attempts: int, *, backoff: float, max_interval_ms: int) -> None:
+        super().__init__(first_retry_interval_in_milliseconds=first_ms, max_number_of_attempts=attempts)
+        self._backoff = {"backoffCoefficient": backoff, "maxRetryIntervalInMilliseconds": max_interval_ms}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), **self._backoff}
+
+
+ACTIVITY_RETRY = BackoffRetryOptions(ACTIVITY_RETRY_FIRST_INTERVAL_MS, ACTIVITY_RETRY_ATTEMPTS,
+                                     backoff=ACTIVITY_RETRY_BACKOFF, max_interval_ms=ACTIVITY_RETRY_MAX_INTERVAL_MS)
 
 ORCHESTRATOR_NAME = "job_orchestrator"
 ITEMS_DONE_EVENT = "items_done"

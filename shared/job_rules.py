@@ -12,11 +12,12 @@ from shared.models import JobOutcome, Progress
 # many loops keeps a long job's replay cost flat (continue_as_new).
 LOOPS_PER_GENERATION = 12
 
-# Activities are retried every 10 s for up to about 5 minutes: longer than an Azure Database for
-# PostgreSQL HA failover or maintenance restart (~2 minutes). The Python SDK's RetryOptions carries
-# only these two numbers, so the interval is fixed; each retry is one cheap activity call.
-ACTIVITY_RETRY_INTERVAL_MS = 10_000
-ACTIVITY_RETRY_ATTEMPTS = 30
+# Activities are retried 1 s, 2 s, 4 s ... capped at 30 s, 14 attempts: about 5 minutes, longer than an
+# Azure Database for PostgreSQL HA failover or maintenance restart (~2 minutes).
+ACTIVITY_RETRY_FIRST_INTERVAL_MS = 1_000
+ACTIVITY_RETRY_BACKOFF = 2.0
+ACTIVITY_RETRY_MAX_INTERVAL_MS = 30_000
+ACTIVITY_RETRY_ATTEMPTS = 14
 
 
 class OrchestrationInput(BaseModel):

@@ -255,4 +255,4 @@ def _error(status: int, message: str, exception_message: str | None = None,
 
 def _not_supported(what: str) -> RawResponse:
     return _error(501, f"devhost does not support {what}; it runs orchestrations, activities, timers, external "
-                       "events, sub-orchestrations and continue_as_new")
+                       "events, sub-orchestrations, retries and continue_as_new")

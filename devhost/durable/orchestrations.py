@@ -11,7 +11,7 @@ import durabletask.internal.helpers as helpers
 import durabletask.internal.orchestrator_service_pb2 as pb
 from azure.functions import meta
 
-from devhost.durable.actions import OrchestrationRejected, Plan, plan_actions, scheduled_in_history
+from devhost.durable.actions import OrchestrationRejected, Plan, plan_actions
 from devhost.durable.catalog import FunctionCatalog, UnknownFunctionError
 from devhost.durable.executions import ExecutionBook
 from devhost.durable.history import (
@@ -115,7 +115,7 @@ class OrchestrationRunner:
         error = state.get("error")
         try:
             plan = plan_actions(state, instance_id=instance_id, execution_id=execution_id(instance_id, history),
-                                history=scheduled_in_history(history), catalog=self.catalog)
+                                history=history, catalog=self.catalog)
         except OrchestrationRejected as exc:
             # The orchestrator's own exception is the better explanation when there is one.
             return failed_episode(f"Orchestrator function '{name}' failed: {error or exc}", (), custom_status)

@@ -20,8 +20,10 @@ RUNTIME_STATUS: dict[pb.OrchestrationStatus, str] = {
 }
 STATUS_BY_NAME = {name.lower(): value for value, name in RUNTIME_STATUS.items()}
 ENDED = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
-_HIDDEN_EVENTS = frozenset({"orchestratorStarted", "orchestratorCompleted", "taskScheduled", "timerCreated",
-                            "subOrchestrationInstanceCreated"})
+_EPISODE_MARKERS = frozenset({"orchestratorStarted", "orchestratorCompleted"})
+_SCHEDULING = frozenset({"taskScheduled", "subOrchestrationInstanceCreated"})
+_COMPLETIONS = frozenset({"taskCompleted", "taskFailed", "subOrchestrationInstanceCompleted",
+                          "subOrchestrationInstanceFailed"})
 
 
 def runtime_status(state: pb.OrchestrationState) -> str:
@@ -48,10 +50,20 @@ def status_payload(state: pb.OrchestrationState, *, show_input: bool = True,
 
 
 def history_payload(events: Sequence[pb.HistoryEvent], *, show_output: bool) -> list[dict[str, Any]]:
-    """The `historyEvents` of a status: scheduling folded into its completion, outputs only when asked for."""
+    """The `historyEvents` of a status, as the extension's DurableClient lists them.
+
+    Episode markers are left out and a scheduling event is folded into its completion once there is
+    one (timers stay: TimerCreated is listed, then TimerFired); outputs only when asked for.
+    """
     live, _ = current_execution(events, [])
-    scheduled = {e.eventId: e for e in live if event_kind(e) in _HIDDEN_EVENTS and e.eventId >= 0}
-    return [_history_entry(e, scheduled, show_output) for e in live if event_kind(e) not in _HIDDEN_EVENTS]
+    scheduled = {e.eventId: e for e in live if event_kind(e) in _SCHEDULING}
+    folded = {getattr(e, kind).taskScheduledId for e in live if (kind := event_kind(e)) in _COMPLETIONS}
+    return [_history_entry(e, scheduled, show_output) for e in live if _listed(e, folded)]
+
+
+def _listed(event: pb.HistoryEvent, folded: set[int]) -> bool:
+    kind = event_kind(event)
+    return kind not in _EPISODE_MARKERS and (kind not in _SCHEDULING or event.eventId not in folded)
 
 
 def _history_entry(event: pb.HistoryEvent, scheduled: dict[int, pb.HistoryEvent], show_output: bool) -> dict[str, Any]:
@@ -62,9 +74,11 @@ def _history_entry(event: pb.HistoryEvent, scheduled: dict[int, pb.HistoryEvent]
         entry["FunctionName"] = payload.name
     elif kind == "executionCompleted":
         entry["OrchestrationStatus"] = RUNTIME_STATUS[payload.orchestrationStatus]
-    elif kind == "eventRaised":
+    elif kind in ("eventRaised", "taskScheduled"):
         entry["Name"] = payload.name
-    elif kind == "timerFired":
+    elif kind == "subOrchestrationInstanceCreated":
+        entry |= {"Name": payload.name, "InstanceId": payload.instanceId}
+    elif kind in ("timerCreated", "timerFired"):
         entry["FireAt"] = iso_timestamp(payload.fireAt)
     _add_origin(entry, payload, scheduled)
     if show_output:

@@ -96,3 +96,27 @@ def test_long_jobs_continue_as_new_without_enqueueing_again() -> None:
     assert [n for n, _ in replay.calls].count("job_progress") == LOOPS_PER_GENERATION
     assert json.loads(continued[0]["input"])["enqueued"] is True
     assert len(replay.history) < 200
+
+
+def test_a_refused_completion_is_decided_again_and_the_cancel_wins() -> None:
+    replay = _replay([{"succeeded": 3}, {"succeeded": 3, "cancel_requested": True}], wakeups=[])
+    finalised = iter(["running", "cancelled"])  # the database refused completion: a cancel had landed
+    replay.activities["finalise_job"] = lambda _: next(finalised)
+
+    state = replay.run()
+
+    assert state["output"] == "cancelled"
+    assert [p for n, p in replay.calls if n == "finalise_job"] == [
+        {"job_id": JOB, "outcome": "completed"}, {"job_id": JOB, "outcome": "cancelled"}]
+
+
+def test_every_activity_is_called_with_backoff_retries_that_outlast_a_failover() -> None:
+    replay = _replay([{"succeeded": 3}], wakeups=[])
+    replay.run()
+
+    options = [action.get("retryOptions") for action in replay.scheduled if "functionName" in action]
+    assert len(options) == 5 and all(o == options[0] for o in options)  # start, 2 enqueues, progress, finalise
+    retry = options[0]
+    waits = [min(retry["firstRetryIntervalInMilliseconds"] * retry["backoffCoefficient"] ** n,
+                 retry["maxRetryIntervalInMilliseconds"]) for n in range(retry["maxNumberOfAttempts"] - 1)]
+    assert sum(waits) / 1000 >= 240, "longer than a 2-minute failover, with margin"

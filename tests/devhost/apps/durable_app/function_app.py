@@ -2,10 +2,14 @@
 
 HTTP starters (and one queue starter) drive the orchestrators through the real
 DurableOrchestrationClient; each orchestrator exercises one Durable feature. The queue name comes
-from the START_QUEUE setting, so a test run uses its own queue.
+from the START_QUEUE setting, so a test run uses its own queue; the `flaky` activity logs its
+attempts under the ATTEMPT_LOG_DIR setting.
 """
 import json
+import os
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -214,11 +218,59 @@ def calls_http(context: df.DurableOrchestrationContext):
     return response.status_code
 
 
+class BackoffRetryOptions(df.RetryOptions):
+    """RetryOptions plus the backoff fields the extension reads, which azure-functions-durable 1.7.0 cannot send."""
+
+    def __init__(self, first_retry_interval_in_milliseconds: int, max_number_of_attempts: int, *,
+                 backoff_coefficient: float, max_retry_interval_in_milliseconds: int | None = None) -> None:
+        super().__init__(first_retry_interval_in_milliseconds, max_number_of_attempts)
+        self._backoff = {"backoffCoefficient": backoff_coefficient}
+        if max_retry_interval_in_milliseconds is not None:
+            self._backoff["maxRetryIntervalInMilliseconds"] = max_retry_interval_in_milliseconds
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), **self._backoff}
+
+
+def _retry_options(spec: dict) -> df.RetryOptions:
+    """{"first_ms", "attempts"} for the SDK's own RetryOptions, plus "backoff" (and "max_ms") for backoff."""
+    if "backoff" not in spec:
+        return df.RetryOptions(spec["first_ms"], spec["attempts"])
+    return BackoffRetryOptions(spec["first_ms"], spec["attempts"], backoff_coefficient=spec["backoff"],
+                               max_retry_interval_in_milliseconds=spec.get("max_ms"))
+
+
 @app.orchestration_trigger(context_name="context")
-def retries(context: df.DurableOrchestrationContext):
-    """Uses the SDK's retry API, which devhost does not support (it would need the host's retry timers)."""
-    value = yield context.call_activity_with_retry("double", df.RetryOptions(1000, 3), 1)
-    return value
+def retried_flaky(context: df.DurableOrchestrationContext):
+    """Calls `flaky`, failing its first {"failures"} attempts, with the retry options of its input."""
+    spec = context.get_input()
+    call = {"key": context.instance_id, "failures": spec["failures"], "value": "recovered"}
+    return (yield context.call_activity_with_retry(flaky, _retry_options(spec), call))
+
+
+@app.orchestration_trigger(context_name="context")
+def retried_pair(context: df.DurableOrchestrationContext):
+    """Retries two flaky calls in parallel (failing once and twice), then calls `double`."""
+    options = df.RetryOptions(100, 3)
+    calls = [{"key": f"{context.instance_id}-{n}", "failures": n, "value": n} for n in (1, 2)]
+    results = yield context.task_all([context.call_activity_with_retry(flaky, options, c) for c in calls])
+    doubled = yield context.call_activity(double, 21)
+    return [*results, doubled]
+
+
+@app.orchestration_trigger(context_name="context")
+def retried_child(context: df.DurableOrchestrationContext):
+    """Retries `flaky_child`, which fails its first {"failures"} runs, as {"child_id"} if given."""
+    spec = context.get_input()
+    call = {"key": context.instance_id, "failures": spec["failures"], "value": "child recovered"}
+    return (yield context.call_sub_orchestrator_with_retry("flaky_child", df.RetryOptions(100, 3), call,
+                                                          spec.get("child_id")))
+
+
+@app.orchestration_trigger(context_name="context")
+def flaky_child(context: df.DurableOrchestrationContext):
+    """Calls `flaky` once, without retries, so it fails while `flaky` does."""
+    return (yield context.call_activity(flaky, context.get_input()))
 
 
 @app.orchestration_trigger(context_name="context")
@@ -243,3 +295,19 @@ def increment(value: int) -> int:
 @app.activity_trigger(input_name="reason")
 def explode(reason: str) -> None:
     raise RuntimeError(reason)
+
+
+@app.activity_trigger(input_name="call")
+def flaky(call: dict) -> object:
+    """Fails the first call["failures"] attempts for call["key"], like a database that is down, then returns
+    call["value"].
+
+    Each attempt appends its start time (epoch seconds) to <ATTEMPT_LOG_DIR>/<key>.log.
+    """
+    attempts = Path(os.environ["ATTEMPT_LOG_DIR"]) / f"{call['key']}.log"
+    with attempts.open("a") as log:
+        log.write(f"{time.time()}\n")
+    attempt = len(attempts.read_text().splitlines())
+    if attempt <= call["failures"]:
+        raise ConnectionError(f"database unavailable (attempt {attempt})")
+    return call["value"]
