@@ -5,14 +5,24 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 from devhost import devauth
 from devhost.config import ConfigError
 from devhost.host import Host, HostOptions
+
+log = logging.getLogger("devhost")
+
+# From SIGTERM or Ctrl-C to exit, whatever is still running: within the 10 s that process managers (and
+# the test harness) give before SIGKILL.
+STOP_SECONDS = 9.0
 
 
 def _parse(argv: list[str]) -> HostOptions:
@@ -39,16 +49,50 @@ def main(argv: list[str]) -> int:
     try:
         host.start()
     except ConfigError as exc:
-        logging.getLogger("devhost").error("devhost cannot start: %s", exc)
+        log.error("devhost cannot start: %s", exc)
         host.stop()
         return 1
     except BaseException:
         host.stop()
         raise
     host.stopped.wait()
-    logging.getLogger("devhost").info("devhost is stopping")
-    host.stop()
-    return 0
+    log.info("devhost is stopping")
+    _exit_within(STOP_SECONDS)
+    if not host.stop():
+        log.warning("devhost: a sync function is still running and cannot be interrupted; exiting without it, "
+                    "as the Functions host ends its worker process")
+    _exit_without_joining_threads()
+
+
+def _exit_within(seconds: float) -> None:
+    """Exit `seconds` from now at the latest, even if stopping, or an exit handler, hangs."""
+
+    def overdue() -> None:
+        log.error("devhost did not exit within %.0f s of the stop request; exiting now", seconds)
+        _flush_and_exit(1)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.start()
+
+
+def _exit_without_joining_threads() -> NoReturn:
+    """Run the exit handlers (the app's telemetry flush, logging's), then exit without joining threads.
+
+    A normal exit joins every non-daemon thread first, and threads devhost cannot stop are non-daemon: the
+    sync pool's, and those of the app's own ThreadPoolExecutors, whose work a cancelled async function
+    leaves running. One blocked thread would keep devhost alive for as long as it blocks; on Azure the
+    host ends the worker process instead. Everything devhost owns is stopped by now.
+    """
+    atexit._run_exitfuncs()
+    _flush_and_exit(0)
+
+
+def _flush_and_exit(code: int) -> NoReturn:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class HostConfig:
     function_timeout: float | None = 1800.0
     queues: QueueOptions = field(default_factory=QueueOptions)
     durable_hub_name: str = "TestHubName"
+    durable_connection: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -72,11 +73,15 @@ class HostConfig:
             raise ConfigError(f"{path} not found: a Functions app folder needs a host.json")
         raw = _with_environment_overrides(json.loads(path.read_text()), os.environ)
         extensions = raw.get("extensions", {})
+        durable = extensions.get("durableTask", {})
+        storage = durable.get("storageProvider", {})
         return cls(
             route_prefix=str(extensions.get("http", {}).get("routePrefix", "api")).strip("/"),
             function_timeout=_function_timeout(raw.get("functionTimeout")),
             queues=QueueOptions.from_host_json(extensions.get("queues", {})),
-            durable_hub_name=_expand_setting(extensions.get("durableTask", {}).get("hubName", "TestHubName")),
+            durable_hub_name=_expand_setting(durable.get("hubName", "TestHubName")),
+            # The Azure Storage provider's names for it (connectionStringName before extension v2.7).
+            durable_connection=storage.get("connectionName") or storage.get("connectionStringName"),
             raw=raw,
         )
 

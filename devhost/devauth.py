@@ -34,6 +34,8 @@ ISSUER = "https://devhost.localhost/{tenant}/v2.0"
 DEFAULT_TENANT = "00000000-0000-4000-8000-00000000d3b0"
 DEFAULT_AUDIENCE = "api://trawl-local"
 KEY_FILE = "signing-key.pem"
+# The app roles Trawl checks (shared/auth.py; a test keeps the two lists equal).
+KNOWN_ROLES = ("Jobs.Submit", "Jobs.Read", "Jobs.Admin")
 
 
 class DevIssuer:
@@ -121,6 +123,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state-dir", type=Path, default=None, help="devhost's state (default: <script-root>/.devhost)")
     args = parser.parse_args(argv)
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    for role in roles:
+        if role not in KNOWN_ROLES:  # a typo would otherwise surface only as a 403
+            sys.stderr.write(f"warning: {role!r} is not one of Trawl's roles ({', '.join(KNOWN_ROLES)}); "
+                             "the token carries it but it grants nothing\n")
     issuer = DevIssuer(args.state_dir or args.script_root.resolve() / ".devhost")
     sys.stdout.write(issuer.mint(args.user, roles, args.tenant, args.audience, args.minutes) + "\n")
     return 0

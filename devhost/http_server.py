@@ -14,7 +14,7 @@ from azure.functions import meta
 from devhost.config import ConfigError
 from devhost.http_types import RawRequest, RawResponse, SystemHandler
 from devhost.indexing import FunctionSpec
-from devhost.invoker import FunctionFailedError, FunctionTimeoutError, Invoker
+from devhost.invoker import FunctionFailedError, FunctionTimeoutError, InvocationCancelledError, Invoker
 from devhost.routes import RouteTemplate
 
 log = logging.getLogger("devhost")
@@ -105,6 +105,8 @@ class HttpHost:
     def _invoke(self, route: HttpRoute, params: dict[str, str], request: RawRequest) -> RawResponse:
         try:
             datum = self.invoker.invoke(route.spec, _request_datum(request, params), reason=HTTP_REASON)
+        except InvocationCancelledError:
+            return RawResponse(503)  # the host is stopping
         except (FunctionFailedError, FunctionTimeoutError):
             return RawResponse(500)
         return _response(datum)

@@ -1,8 +1,26 @@
-"""Invokes indexed functions with the Python worker's own binding converters and Core Tools' logs."""
+"""Invokes indexed functions as the Python worker does, with its binding converters and Core Tools' logs.
+
+Concurrency is the worker's, read from azure-functions-python-worker 4.34 (azure_functions_worker/main.py,
+dispatcher.py and constants.py; the worker that runs Python 3.11):
+- The worker has one event loop (`asyncio.run` in main.py) and every invocation is a task on it
+  (`_handle__invocation_request`): arguments are decoded and results encoded on the loop.
+- A sync function runs through `loop.run_in_executor(self._sync_call_tp, ...)`: one ThreadPoolExecutor of
+  PYTHON_THREADPOOL_THREAD_COUNT threads. Unset, or not an integer >= 1 (logged and ignored), it is
+  `ThreadPoolExecutor(max_workers=None)` on Python 3.9+ (`_get_sync_tp_max_workers`): min(32, CPUs + 4).
+- An async function is awaited on the loop itself, so one that blocks stalls every other invocation. The
+  worker sets no default executor, so `asyncio.to_thread` and `run_in_executor(None, ...)` use the loop's
+  own lazily created pool (CPython's base_events: min(32, CPUs + 4) threads named asyncio_N), not the
+  sync pool.
+- FUNCTIONS_WORKER_PROCESS_COUNT (default 1, at most 10) makes the host start that many worker processes,
+  each with its own pool and loop. devhost is one process and runs one worker: it refuses any other value
+  rather than pretend (Durable's in-memory engine and devhost's listeners cannot span processes).
+"""
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -10,7 +28,7 @@ import threading
 import time
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +42,10 @@ log = logging.getLogger("devhost")
 
 InputProvider = Callable[[FunctionSpec, dict[str, Any]], Any]
 OutputSink = Callable[[FunctionSpec, dict[str, Any], meta.Datum], None]
+EncodedOutput = tuple[dict[str, Any], meta.Datum]
+
+THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+PROCESS_COUNT_SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
 
 
 class FunctionTimeoutError(Exception):
@@ -32,6 +54,37 @@ class FunctionTimeoutError(Exception):
 
 class FunctionFailedError(Exception):
     """The function raised; the original exception is the cause."""
+
+
+class InvocationCancelledError(FunctionFailedError):
+    """The host stopped before the invocation finished: it was cancelled, or never started."""
+
+
+def configured_sync_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+    """PYTHON_THREADPOOL_THREAD_COUNT as the worker reads it; None means ThreadPoolExecutor's default."""
+    value = environ.get(THREAD_COUNT_SETTING)
+    if value is None:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        log.warning("%s must be an integer", THREAD_COUNT_SETTING)  # the worker's words, then its default
+        return None
+    if count < 1:
+        log.warning("%s must be set to a value between 1 and sys.maxint. Reverting to default value for "
+                    "max_workers", THREAD_COUNT_SETTING)
+        return None
+    return count
+
+
+def check_single_worker_process(environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse FUNCTIONS_WORKER_PROCESS_COUNT other than 1: devhost runs exactly one worker."""
+    value = environ.get(PROCESS_COUNT_SETTING, "1")
+    if value.strip() != "1":
+        raise ConfigError(
+            f"{PROCESS_COUNT_SETTING}={value}: devhost runs one Python worker (one thread pool for sync functions, "
+            f"one event loop for async ones) in its own process and cannot run more; unset {PROCESS_COUNT_SETTING} "
+            f"or set it to 1, and size the worker with {THREAD_COUNT_SETTING} instead")
 
 
 class _Context(func.Context):
@@ -65,6 +118,29 @@ class _Context(func.Context):
         return None
 
 
+class _Gauge:
+    """How many of something are running, with a wait for none."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def wait_for_zero(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, max(timeout, 0))
+
+
 class _Out(func.Out[Any]):
     def __init__(self) -> None:
         self.value: Any = None
@@ -78,10 +154,12 @@ class _Out(func.Out[Any]):
 
 @dataclass
 class Invoker:
-    """Runs functions: sync ones in a thread pool (as the worker does), async ones on one event loop.
+    """Runs functions as the Python worker does: each invocation a task on one event loop, sync functions
+    on one thread pool (see the module docstring).
 
     Input bindings that are not triggers (the Durable client) come from providers registered by
-    binding type; output bindings other than `$return` go to registered sinks after success.
+    binding type; output bindings other than `$return` go to registered sinks after success, from the
+    calling thread, as the host (not the worker) writes them.
     """
 
     function_timeout: float | None
@@ -89,11 +167,22 @@ class Invoker:
     outputs: dict[str, OutputSink] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        workers = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "0")) or min(32, (os.cpu_count() or 1) + 4)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="func")
+        # No thread_name_prefix: the worker's pool names its threads ThreadPoolExecutor-N_M too.
+        self._sync_pool = concurrent.futures.ThreadPoolExecutor(max_workers=configured_sync_threads())
         self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="func-async", daemon=True)
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="worker-loop", daemon=True)
         self._loop_thread.start()
+        self._callers = _Gauge()  # invoke() calls that have not returned
+        self._on_loop = _Gauge()  # invocation tasks on the loop
+        self._on_pool = _Gauge()  # sync functions running on the pool
+        self._lock = threading.Lock()
+        self._closed = False
+        self._tasks: set[concurrent.futures.Future[Any]] = set()
+
+    @property
+    def sync_threads(self) -> int:
+        """The sync pool's size (the worker reads the same attribute to log it)."""
+        return self._sync_pool._max_workers
 
     def validate(self, spec: FunctionSpec) -> None:
         """Reject at start what the worker would reject at load: annotations no converter accepts."""
@@ -120,19 +209,84 @@ class Invoker:
         started = time.monotonic()
         outcome = "Failed"
         try:
-            kwargs, outs = self._arguments(spec, trigger, trigger_metadata or {}, invocation_id)
-            result = self._run(spec, kwargs, invocation_id)
-            encoded = _encode_return(spec, result)
-            self._deliver_outputs(spec, outs)
+            with self._callers.counting():
+                returned, outputs = self._await(
+                    spec, invocation_id, lambda: self._call(spec, trigger, trigger_metadata or {}, invocation_id))
+                self._deliver_outputs(spec, outputs)
             outcome = "Succeeded"
-            return encoded
+            return returned
         finally:
             duration = int((time.monotonic() - started) * 1000)
             log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)", spec.name, outcome, invocation_id, duration)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def drain(self, deadline: float) -> bool:
+        """Wait until no invoke() call is running or until `deadline` (time.monotonic()); True if none is."""
+        return self._callers.wait_for_zero(deadline - time.monotonic())
+
+    def close(self, grace: float = 1.0) -> bool:
+        """Refuse new invocations and cancel running ones; True if no function code runs any more.
+
+        Cancelling raises CancelledError at an async function's current await (its `finally` blocks get
+        up to `grace` seconds to run); a sync function's thread cannot be stopped, so it keeps running: the
+        caller decides whether to wait for it (on Azure the host kills the worker process).
+        """
+        with self._lock:
+            self._closed = True
+            running = list(self._tasks)
+        for task in running:
+            task.cancel()
+        unwound = self._on_loop.wait_for_zero(grace)
+        self._sync_pool.shutdown(wait=False, cancel_futures=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        return unwound and self._on_pool.wait_for_zero(0)
+
+    def _await(self, spec: FunctionSpec, invocation_id: str,
+               call: Callable[[], Coroutine[Any, Any, tuple[meta.Datum | None, list[EncodedOutput]]]],
+               ) -> tuple[meta.Datum | None, list[EncodedOutput]]:
+        """Run `call()` as a task on the loop and wait for it, as the host waits for the worker's answer."""
+        with self._lock:
+            if self._closed:
+                raise InvocationCancelledError("the host is stopping")
+            task = asyncio.run_coroutine_threadsafe(call(), self._loop)
+            self._tasks.add(task)
+        try:
+            return task.result(timeout=self.function_timeout)
+        except concurrent.futures.TimeoutError as exc:
+            task.cancel()  # a sync function's thread cannot be stopped; on Azure the host recycles the worker
+            message = (f"Timeout value of {_timespan(self.function_timeout)} exceeded by function "
+                       f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.")
+            log.error(message)
+            raise FunctionTimeoutError(message) from exc
+        except concurrent.futures.CancelledError as exc:
+            if not self._closed:  # the function let a CancelledError of its own escape
+                log.error("Function 'Functions.%s' failed: it was cancelled", spec.name)
+                raise FunctionFailedError("the function was cancelled") from exc
+            log.warning("Function 'Functions.%s' (Id: %s) was cancelled: the host is stopping",
+                        spec.name, invocation_id)
+            raise InvocationCancelledError("the host is stopping") from None
+        finally:
+            with self._lock:
+                self._tasks.discard(task)
+
+    async def _call(self, spec: FunctionSpec, trigger: meta.Datum, metadata: dict[str, meta.Datum],
+                    invocation_id: str) -> tuple[meta.Datum | None, list[EncodedOutput]]:
+        """One invocation on the loop: decode the arguments, run the function, encode what it returned."""
+        with self._on_loop.counting():
+            kwargs, outs = self._arguments(spec, trigger, metadata, invocation_id)
+            try:
+                if spec.is_async:
+                    result = await spec.func(**kwargs)
+                else:
+                    result = await self._loop.run_in_executor(
+                        self._sync_pool, self._run_sync, functools.partial(spec.func, **kwargs))
+            except Exception as exc:
+                log.error("Function 'Functions.%s' failed: %s: %s", spec.name, type(exc).__name__, exc, exc_info=exc)
+                raise FunctionFailedError(str(exc)) from exc
+            return _encode_return(spec, result), _encode_outputs(outs)
+
+    def _run_sync(self, call: Callable[[], Any]) -> Any:
+        with self._on_pool.counting():
+            return call()
 
     def _arguments(
         self, spec: FunctionSpec, trigger: meta.Datum, metadata: dict[str, meta.Datum], invocation_id: str
@@ -160,29 +314,8 @@ class Invoker:
             raise ConfigError(f"function '{spec.name}': no provider for input binding type '{binding['type']}'")
         return provider(spec, binding)
 
-    def _run(self, spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:
-        if spec.is_async:
-            future = asyncio.run_coroutine_threadsafe(spec.func(**kwargs), self._loop)
-        else:
-            future = self._pool.submit(spec.func, **kwargs)
-        try:
-            return future.result(timeout=self.function_timeout)
-        except concurrent.futures.TimeoutError as exc:
-            future.cancel()  # a sync function's thread cannot be stopped; on Azure the host recycles the worker
-            message = (f"Timeout value of {_timespan(self.function_timeout)} exceeded by function "
-                       f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.")
-            log.error(message)
-            raise FunctionTimeoutError(message) from exc
-        except Exception as exc:
-            log.error("Function 'Functions.%s' failed: %s: %s", spec.name, type(exc).__name__, exc, exc_info=exc)
-            raise FunctionFailedError(str(exc)) from exc
-
-    def _deliver_outputs(self, spec: FunctionSpec, outs: dict[str, tuple[dict[str, Any], _Out]]) -> None:
-        for binding, out in outs.values():
-            if out.value is None:
-                continue
-            converter = meta.get_binding_registry().get(binding["type"])
-            datum = converter.encode(out.value, expected_type=None)
+    def _deliver_outputs(self, spec: FunctionSpec, outputs: list[EncodedOutput]) -> None:
+        for binding, datum in outputs:
             self.outputs[binding["type"]](spec, binding, datum)
 
 
@@ -229,6 +362,12 @@ def _decode(binding: dict[str, Any], datum: meta.Datum, metadata: dict[str, meta
             return value.decode("utf-8")
         return value
     return converter.decode(datum, trigger_metadata=metadata)
+
+
+def _encode_outputs(outs: dict[str, tuple[dict[str, Any], _Out]]) -> list[EncodedOutput]:
+    """The values set on output parameters, encoded (None means not set, and sends nothing)."""
+    return [(binding, _converter(binding["type"]).encode(out.value, expected_type=None))
+            for binding, out in outs.values() if out.value is not None]
 
 
 def _encode_return(spec: FunctionSpec, result: Any) -> meta.Datum | None:

@@ -12,8 +12,14 @@ Polling, one listener thread and one thread pool per queue-triggered function:
   maxPollingInterval; a found message resets the delay. A message added by an output binding or a poison
   move wakes that queue's listener at once, like the extension's shared queue watcher.
 - Received messages are leased: invisible for `lease_seconds` and renewed at half-time while the function
-  runs. The extension leases for 10 minutes; devhost's default of 60 s makes a message abandoned at stop
-  (or by a killed devhost) come back within a minute instead of ten.
+  runs (one renewal thread per listener for all its messages, where the extension runs a timer per message).
+  The extension leases for 10 minutes; devhost's default of 60 s makes a message of a killed devhost come
+  back within a minute instead of ten.
+- Stopping: polling stops at once, and the host gives running invocations a grace period. The messages of
+  those still running are then released (made visible again at once) instead of being left to their lease:
+  the extension leaves them leased (QueueListener.StopAsync cancels its completion on a forced shutdown), but
+  devhost is restarted far more often than an Azure instance, and a restarted devhost should not wait a
+  minute for its own work.
 
 Each message:
 - Received more than maxDequeueCount times (abandoned at its last attempt): moved to the poison queue
@@ -57,7 +63,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost.config import ConfigError, QueueOptions
 from devhost.indexing import FunctionSpec
-from devhost.invoker import FunctionFailedError, FunctionTimeoutError, Invoker
+from devhost.invoker import FunctionFailedError, FunctionTimeoutError, InvocationCancelledError, Invoker
 from devhost.storage import QueueAccounts, queue_name
 
 log = logging.getLogger("devhost")
@@ -65,7 +71,8 @@ log = logging.getLogger("devhost")
 LEASE_SECONDS = 60.0
 POISON_SUFFIX = "-poison"
 _MIN_POLLING_INTERVAL = 0.1
-_STOP_GRACE_SECONDS = 2.0
+_THREAD_STOP_SECONDS = 2.0
+_RENEWAL_RETRY_SECONDS = 1.0
 _BASE64_WHITESPACE = re.compile(r"[ \t\r\n]")
 _GONE_ERROR_CODES = frozenset({"PopReceiptMismatch", "QueueBeingDeleted", "QueueDisabled"})
 
@@ -126,13 +133,17 @@ class QueueTriggers:
             listener.start()
 
     def stop(self) -> None:
-        """Stop polling; give in-flight invocations a couple of seconds, then abandon them (their lease lapses)."""
+        """Stop polling. Running invocations carry on: the host waits for them, then calls release_unfinished."""
         self._stopping.set()
         self._watchers.wake_all()
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        drained = [listener.stop(deadline) for listener in self._listeners]
-        # An abandoned invocation still completes its message when it returns, so it keeps the clients.
-        if all(drained):
+        for listener in self._listeners:
+            listener.stop_polling()
+
+    def release_unfinished(self) -> None:
+        """Make the messages of invocations still running visible again at once, and stop renewing leases."""
+        idle = [listener.release_unfinished() for listener in self._listeners]
+        # A handler still running may be completing a message it took before the release.
+        if all(idle):
             self._accounts.close()
 
     def send_output(self, spec: FunctionSpec, binding: dict[str, Any], datum: Datum) -> None:
@@ -232,14 +243,13 @@ class _Listener:
                  poison: QueueClient | None, lease_seconds: float, stopping: threading.Event,
                  watchers: _QueueWatchers) -> None:
         self._spec = spec
-        self._invoker = invoker
         self._options = options
         self._queue = queue
-        self._poison = poison
         self._lease_seconds = lease_seconds
         self._stopping = stopping
-        self._watchers = watchers
         self._wake = watchers.register(queue.url)
+        self._leases = _Leases(queue, lease_seconds, spec.name)
+        self._handler = _MessageHandler(spec, invoker, options, queue, poison, watchers, self._leases)
         self._in_flight = 0
         self._capacity = threading.Condition()
         self._queue_missing = False
@@ -250,29 +260,33 @@ class _Listener:
     def start(self) -> None:
         log.debug("Storage queue listener started (function='%s', queue name='%s', storage account name='%s')",
                   self._spec.name, self._queue.queue_name, self._queue.account_name)
+        self._leases.start()
         self._thread.start()
 
-    def stop(self, deadline: float) -> bool:
-        """Stop polling and wait for in-flight invocations until `deadline`; False if some are abandoned."""
+    def stop_polling(self) -> None:
         with self._capacity:
             self._capacity.notify_all()
         if self._thread.is_alive():
-            self._thread.join(max(deadline - time.monotonic(), 0))
-        with self._capacity:
-            drained = self._capacity.wait_for(lambda: self._in_flight == 0,
-                                              timeout=max(deadline - time.monotonic(), 0))
-            if not drained:
-                log.warning("function '%s': abandoning %d running invocation(s) at stop; their messages come back "
-                            "when their lease lapses", self._spec.name, self._in_flight)
+            self._thread.join(_THREAD_STOP_SECONDS)
+
+    def release_unfinished(self) -> bool:
+        """Release every message still leased and drop queued work; True if no handler runs any more."""
+        released = self._leases.release_all()
+        if released:
+            log.info("function '%s': %d message(s) of unfinished invocations are visible again on queue '%s'",
+                     self._spec.name, released, self._queue.queue_name)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        return drained
+        with self._capacity:
+            return self._in_flight == 0
 
     def _poll(self) -> None:
         backoff = _Backoff(self._options.max_polling_interval)
         while not self._stopping.is_set():
             batch = self._receive()
+            for message in batch:
+                self._leases.add(message)
             if self._stopping.is_set():
-                break  # the pool may be gone; a batch received meanwhile comes back when its lease lapses
+                break  # release_unfinished makes this batch visible again
             if batch:
                 backoff.found_message()
                 for message in batch:
@@ -312,8 +326,7 @@ class _Listener:
 
     def _process(self, message: QueueMessage) -> None:
         try:
-            _MessageHandler(self._spec, self._invoker, self._options, self._queue, self._poison,
-                            self._watchers).handle(message, self._lease_seconds, self._stopping)
+            self._handler.handle(message)
         except Exception:
             log.exception("function '%s': processing message %s from queue '%s' failed",
                           self._spec.name, message.id, self._queue.queue_name)
@@ -333,10 +346,11 @@ class _MessageHandler:
     queue: QueueClient
     poison: QueueClient | None
     watchers: _QueueWatchers
+    leases: _Leases
 
-    def handle(self, message: QueueMessage, lease_seconds: float, stopping: threading.Event) -> None:
+    def handle(self, message: QueueMessage) -> None:
         if _dequeue_count(message) > self.options.max_dequeue_count:
-            self._move_to_poison(message)
+            self._finish(message, self._move_to_poison)
             return
         try:
             body = decode_body(message.content, self.options.message_encoding)
@@ -344,11 +358,18 @@ class _MessageHandler:
             log.warning("function '%s': message %s on queue '%s' is %s (host.json messageEncoding is base64); "
                         "the Storage Queues extension moves it to the poison queue without running the function",
                         self.spec.name, message.id, self.queue.queue_name, exc)
-            self._move_to_poison(message)
+            self._finish(message, self._move_to_poison)
             return
-        with _Lease(self.queue, message, lease_seconds, stopping):
+        try:
             succeeded = self._invoke(message, body)
-        self._complete(message, succeeded)
+        except InvocationCancelledError:
+            return  # the host is stopping; release_unfinished makes the message visible again
+        self._finish(message, lambda held: self._complete(held, succeeded))
+
+    def _finish(self, message: QueueMessage, complete: Callable[[QueueMessage], None]) -> None:
+        """Complete a message this listener still holds; one released at stop is no longer its to complete."""
+        if self.leases.take(message):
+            complete(message)
 
     def _invoke(self, message: QueueMessage, body: bytes) -> bool:
         reason = f"New queue message detected on '{self.queue.queue_name}'."
@@ -356,6 +377,8 @@ class _MessageHandler:
             returned = self.invoker.invoke(self.spec, _trigger_datum(self.spec.trigger, body),
                                            reason=reason, trigger_metadata=_trigger_metadata(message))
             deliver_return_value(self.invoker, self.spec, returned)
+        except InvocationCancelledError:
+            raise
         except (FunctionFailedError, FunctionTimeoutError):
             return False
         except Exception:
@@ -397,38 +420,98 @@ class _MessageHandler:
             log.debug("queue '%s': message already gone or taken over (%s)", self.queue.queue_name, exc.reason)
 
 
-class _Lease:
-    """Keeps a message invisible while its function runs, renewing the visibility at half-time."""
+@dataclass
+class _Held:
+    """A leased message, its next renewal (time.monotonic()), and a lock its renewal and completion share."""
 
-    def __init__(self, queue: QueueClient, message: QueueMessage, seconds: float, stopping: threading.Event) -> None:
+    message: QueueMessage
+    renew_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Leases:
+    """The messages one listener holds, kept invisible by one thread that renews each at half its lease."""
+
+    def __init__(self, queue: QueueClient, seconds: float, name: str) -> None:
         self._queue = queue
-        self._message = message
         self._seconds = seconds
-        self._stopping = stopping
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._renew_until_done, name=f"lease-{message.id}", daemon=True)
+        self._held: dict[str, _Held] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._renew_until_closed, name=f"leases-{name}", daemon=True)
 
-    def __enter__(self) -> _Lease:
+    def start(self) -> None:
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self._thread.join()
+    def add(self, message: QueueMessage) -> None:
+        with self._changed:
+            self._held[message.id] = _Held(message, time.monotonic() + self._seconds / 2)
+            self._changed.notify()
 
-    def _renew_until_done(self) -> None:
-        while not self._done.wait(self._seconds / 2) and not self._stopping.is_set():
-            try:
-                receipt = self._queue.update_message(
-                    self._message.id, self._message.pop_receipt, visibility_timeout=int(self._seconds))
-            except HttpResponseError as exc:
-                if _is_gone(exc):
-                    return
-                log.warning("renewing the lease of message %s failed (%s); retrying", self._message.id, exc)
-                continue
-            # Delete and release need the newest pop receipt; the handler reads it after __exit__ joins.
-            self._message.pop_receipt = receipt.pop_receipt
-            self._message.next_visible_on = receipt.next_visible_on
+    def take(self, message: QueueMessage) -> bool:
+        """Stop renewing `message` so its handler can complete it; False if it was released at stop."""
+        with self._changed:
+            held = self._held.pop(message.id, None)
+        if held is None:
+            return False
+        with held.lock:  # a renewal in progress finishes first: completing needs its new pop receipt
+            return True
+
+    def release_all(self) -> int:
+        """Make every held message visible again at once and stop renewing; return how many there were."""
+        with self._changed:
+            held, self._held = list(self._held.values()), {}
+            self._closed = True
+            self._changed.notify()
+        for entry in held:
+            with entry.lock:
+                self._update(entry, visibility_timeout=0)
+        if self._thread.is_alive():
+            self._thread.join(_THREAD_STOP_SECONDS)
+        return len(held)
+
+    def _renew_until_closed(self) -> None:
+        while due := self._next_due():
+            for entry in due:
+                self._renew(entry)
+
+    def _next_due(self) -> list[_Held]:
+        """Wait until some lease is due for renewal and return those that are; [] once closed."""
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                due = [entry for entry in self._held.values() if entry.renew_at <= now]
+                if due:
+                    return due
+                soonest = min((entry.renew_at for entry in self._held.values()), default=None)
+                self._changed.wait(None if soonest is None else soonest - now)
+            return []
+
+    def _renew(self, entry: _Held) -> None:
+        with entry.lock:
+            with self._changed:
+                if self._held.get(entry.message.id) is not entry:
+                    return  # taken by its handler or released meanwhile
+            renewed = self._update(entry, visibility_timeout=int(self._seconds))
+            entry.renew_at = time.monotonic() + (self._seconds / 2 if renewed else _RENEWAL_RETRY_SECONDS)
+
+    def _update(self, entry: _Held, visibility_timeout: int) -> bool:
+        """Set the message's visibility and keep its new pop receipt; False (logged) if that failed, other than
+        because the message is gone (taken over by another listener), which leaves nothing to renew."""
+        message = entry.message
+        try:
+            receipt = self._queue.update_message(message.id, message.pop_receipt, visibility_timeout=visibility_timeout)
+        except AzureError as exc:
+            if isinstance(exc, HttpResponseError) and _is_gone(exc):
+                with self._changed:
+                    self._held.pop(message.id, None)
+                return True
+            log.warning("updating the visibility of message %s on queue '%s' failed (%s)",
+                        message.id, self._queue.queue_name, exc)
+            return False
+        message.pop_receipt = receipt.pop_receipt
+        message.next_visible_on = receipt.next_visible_on
+        return True
 
 
 def _is_gone(exc: HttpResponseError) -> bool:

@@ -10,6 +10,9 @@
   (`<name>__clientId` selects a user-assigned managed identity). App setting names are case-insensitive,
   as .NET configuration keys are.
 - Queue names are lower-cased and validated like the Storage Queues extension does before it polls.
+- Clients send through a transport whose requests session ignores the environment (`trust_env` off):
+  otherwise requests looks up proxy settings and reads ~/.netrc on every call, ~7% of devhost's CPU under
+  load. The proxy and CA bundle settings requests would honour are read once, when the client is built.
 """
 from __future__ import annotations
 
@@ -18,14 +21,25 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import requests.utils
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devhost.config import ConfigError
 
+ServiceClient = TypeVar("ServiceClient", QueueServiceClient, TableServiceClient)
+
 DEFAULT_CONNECTION = "Storage"
 _SETTING_REFERENCE = re.compile(r"%([^%]+)%")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+# azure-storage-queue's transport settings (_shared/constants.py), which a transport passed in replaces.
+_CONNECTION_TIMEOUT = 20
+_READ_TIMEOUT = 60
+_DATA_BLOCK_SIZE = 256 * 1024
 
 
 def resolve_setting_references(value: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -64,7 +78,7 @@ class QueueAccounts:
         name = connection or DEFAULT_CONNECTION
         with self._lock:
             if name not in self._clients:
-                self._clients[name] = _create_client(name, self.environ)
+                self._clients[name] = service_client(QueueServiceClient, "queue", name, self.environ)
             return self._clients[name]
 
     def close(self) -> None:
@@ -75,33 +89,65 @@ class QueueAccounts:
             self._clients.clear()
 
 
-def _create_client(connection: str, environ: Mapping[str, str]) -> QueueServiceClient:
-    for setting in (f"AzureWebJobs{connection}", connection):
+def service_client(client_type: type[ServiceClient], service: str, connection: str | None,
+                   environ: Mapping[str, str] = os.environ) -> ServiceClient:
+    """A `service` ("queue", "table") client for the account `connection` names, as the WebJobs SDK resolves it."""
+    transport = _transport(environ)
+    client = _client(client_type, service, connection or DEFAULT_CONNECTION, environ, transport)
+    _read_proxies_once(transport, client.url)
+    return client
+
+
+def _client(client_type: type[ServiceClient], service: str, name: str, environ: Mapping[str, str],
+            transport: RequestsTransport) -> ServiceClient:
+    for setting in (f"AzureWebJobs{name}", name):
         value = _lookup(environ, setting)
         if value:
-            return QueueServiceClient.from_connection_string(value)
+            return client_type.from_connection_string(value, transport=transport, user_agent_use_env=False)
         section = _section(environ, setting)
         if section:
-            return _identity_client(setting, section)
+            return client_type(_identity_url(setting, section, service), credential=_credential(section),
+                               transport=transport, user_agent_use_env=False)
     raise ConfigError(
-        f"Storage account connection string 'AzureWebJobs{connection}' does not exist. "
+        f"Storage account connection string 'AzureWebJobs{name}' does not exist. "
         "Make sure that it is a defined App Setting."
     )
 
 
-def _identity_client(setting: str, section: dict[str, str]) -> QueueServiceClient:
-    url = section.get("queueserviceuri") or section.get("serviceuri")
+def _transport(environ: Mapping[str, str]) -> RequestsTransport:
+    """A transport whose session has trust_env off, with requests' CA bundle settings read now.
+
+    `use_env_settings=False` rather than a session passed in: azure-core then builds the session itself
+    (its adapter, with retries left to the pipeline) and closes it with the client.
+    """
+    bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+    return RequestsTransport(use_env_settings=False, connection_verify=bundle or True,
+                             connection_timeout=_CONNECTION_TIMEOUT, read_timeout=_READ_TIMEOUT,
+                             connection_data_block_size=_DATA_BLOCK_SIZE)
+
+
+def _read_proxies_once(transport: RequestsTransport, url: str) -> None:
+    """The proxies requests would pick for `url` on every call (HTTP(S)_PROXY unless NO_PROXY matches)."""
+    transport.open()
+    transport.session.proxies = requests.utils.get_environ_proxies(url)
+
+
+def _identity_url(setting: str, section: dict[str, str], service: str) -> str:
+    url = section.get(f"{service}serviceuri") or section.get("serviceuri")
     if not url and section.get("accountname"):
-        url = f"https://{section['accountname']}.queue.core.windows.net"
+        url = f"https://{section['accountname']}.{service}.core.windows.net"
     if not url:
         raise ConfigError(
-            f"Connection '{setting}' has settings ({', '.join(sorted(section))}) but no queueServiceUri, "
+            f"Connection '{setting}' has settings ({', '.join(sorted(section))}) but no {service}ServiceUri, "
             "serviceUri or accountName to say which storage account to use."
         )
+    return url
+
+
+def _credential(section: dict[str, str]) -> TokenCredential:
     from azure.identity import DefaultAzureCredential  # slow to import, and only identity connections need it
 
-    credential = DefaultAzureCredential(managed_identity_client_id=section.get("clientid"))
-    return QueueServiceClient(account_url=url, credential=credential)
+    return DefaultAzureCredential(managed_identity_client_id=section.get("clientid"))
 
 
 def _lookup(environ: Mapping[str, str], name: str) -> str | None:

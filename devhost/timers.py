@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -43,7 +42,6 @@ from devhost.storage import resolve_setting_references
 
 log = logging.getLogger("devhost")
 
-_STOP_GRACE_SECONDS = 2.0
 _NEVER = datetime(1, 1, 1, tzinfo=timezone.utc)
 _TIMESPAN = re.compile(r"^-?(\d+|(\d+\.)?\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,7})?)?)$")
 
@@ -65,11 +63,8 @@ class TimerTriggers:
             timer.start()
 
     def stop(self) -> None:
-        """Stop firing; an invocation still running after a couple of seconds is abandoned."""
+        """Stop firing. A running invocation carries on: the host drains running invocations."""
         self._stopping.set()
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        for timer in self._timers:
-            timer.join(deadline)
 
 
 def load_schedule(spec: FunctionSpec) -> CrontabSchedule:
@@ -126,12 +121,6 @@ class _Timer:
 
     def start(self) -> None:
         self._thread.start()
-
-    def join(self, deadline: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(max(deadline - time.monotonic(), 0))
-        if self._thread.is_alive():
-            log.warning("function '%s': abandoning a timer invocation still running at stop", self._spec.name)
 
     def _run(self) -> None:
         now = _utcnow()

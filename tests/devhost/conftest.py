@@ -18,6 +18,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
+# devhost promises to exit within 10 s of SIGTERM, whatever its functions are doing.
+STOP_SECONDS = 10.0
 
 
 def free_port() -> int:
@@ -36,13 +38,16 @@ class DevhostProcess:
         return self.log_path.read_text()
 
     def stop(self) -> int:
+        """SIGTERM the host and return its exit code; fail the test if it had to be SIGKILLed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                pytest.fail(f"devhost did not exit within {STOP_SECONDS:.0f} s of SIGTERM and was killed; "
+                            f"its log ends:\n{self.logs()[-4000:]}")
         return self.process.returncode
 
 
@@ -104,5 +109,11 @@ def devhost(tmp_path: Path, azurite: str) -> Iterator[Callable[..., DevhostProce
         return host
 
     yield factory
+    unstoppable = []
     for host in started:
-        host.stop()
+        try:
+            host.stop()
+        except pytest.fail.Exception as exc:  # stop the others before failing
+            unstoppable.append(str(exc))
+    if unstoppable:
+        pytest.fail("\n".join(unstoppable))

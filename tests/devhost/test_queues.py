@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.sessions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -25,7 +27,7 @@ from devhost.indexing import load_functions
 from devhost.invoker import Invoker
 from devhost.queues import LEASE_SECONDS, QueueTriggers
 from devhost.storage import QueueAccounts, queue_name, resolve_setting_references
-from tests.devhost.conftest import APPS, DevhostProcess, wait_until, wait_until_serving
+from tests.devhost.conftest import APPS, wait_until, wait_until_serving
 
 pytestmark = pytest.mark.devhost
 
@@ -43,6 +45,8 @@ class QueueApp:
     service: QueueServiceClient
     names: dict[str, str]
     record_file: Path
+    triggers: QueueTriggers | None = None
+    invoker: Invoker | None = None
 
     def queue(self, setting: str, suffix: str = "") -> QueueClient:
         return self.service.get_queue_client(self.names[setting] + suffix)
@@ -94,11 +98,12 @@ def queue_app(azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         invoker.outputs["queue"] = triggers.send_output
         triggers.start()
         running.append((triggers, invoker))
-        return QueueApp(service, names, tmp_path / "record.jsonl")
+        return QueueApp(service, names, tmp_path / "record.jsonl", triggers, invoker)
 
     yield start
     for triggers, invoker in running:
         triggers.stop()
+        triggers.release_unfinished()
         invoker.close()
     sys.modules.pop("function_app", None)
     for queue in service.list_queues(name_starts_with=token):
@@ -195,6 +200,34 @@ def test_lease_is_renewed_while_the_function_runs(queue_app) -> None:
     assert len(app.records("process_item", "sleep:4.5")) == 1
 
 
+def test_one_thread_renews_the_leases_of_all_of_a_listener_s_messages(queue_app) -> None:
+    app = queue_app(lease_seconds=2)
+    for _ in range(6):
+        app.send("ITEMS_QUEUE", b64("sleep:3"))
+
+    wait_until(lambda: len(app.records("process_item")) == 6)
+    lease_threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("lease"))
+    wait_until(lambda: app.message_count("ITEMS_QUEUE") == 0, timeout=15)
+
+    assert lease_threads == ["leases-handle_poison", "leases-process_item", "leases-reject_all", "leases-relay"]
+    assert len(app.records("process_item")) == 6  # each stayed invisible past its 2 s lease while it ran
+
+
+def test_stopping_completes_what_finishes_in_the_grace_period_and_releases_the_rest(queue_app) -> None:
+    app = queue_app()
+    app.send("ITEMS_QUEUE", b64("sleep:0.2"))
+    app.send("ITEMS_QUEUE", b64("sleep:4"))
+    wait_until(lambda: len(app.records("process_item")) == 2)
+
+    app.triggers.stop()
+    drained = app.invoker.drain(time.monotonic() + 2)
+    app.triggers.release_unfinished()
+
+    assert not drained
+    assert app.messages("ITEMS_QUEUE") == [b64("sleep:4")]  # visible again at once, not after its 60 s lease
+    assert app.message_count("ITEMS_QUEUE") == 1  # the one that finished in time was deleted
+
+
 def test_at_most_batch_size_plus_new_batch_threshold_run_at_once(queue_app) -> None:
     app = queue_app({"batchSize": 2, "newBatchThreshold": 1})
     for _ in range(6):
@@ -254,6 +287,33 @@ def test_connections_resolve_like_the_webjobs_sdk() -> None:
     assert accounts.service("Other").account_name == "otheraccount"
     with pytest.raises(ConfigError, match="'AzureWebJobsMissing' does not exist"):
         accounts.service("Missing")
+
+
+def test_storage_calls_do_not_look_up_proxy_or_netrc_settings_each_time(
+        azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[str] = []
+    netrc_auth, environ_proxies = requests.sessions.get_netrc_auth, requests.sessions.get_environ_proxies
+
+    def recorded(name: str, lookup: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args, **kwargs: lookups.append(name) or lookup(*args, **kwargs)
+
+    monkeypatch.setattr(requests.sessions, "get_netrc_auth", recorded("netrc", netrc_auth))
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", recorded("proxies", environ_proxies))
+    name = f"env{uuid.uuid4().hex[:10]}"
+    sdk_default = QueueServiceClient.from_connection_string(azurite)
+    sdk_default.create_queue(name)
+    assert lookups  # requests' trust_env: on every call of a client built the SDK's default way
+    lookups.clear()
+
+    accounts = QueueAccounts(environ={"AzureWebJobsStorage": azurite})
+    queue = accounts.service(None).get_queue_client(name)
+    try:
+        for _ in range(3):
+            queue.send_message("x")
+        assert lookups == []
+    finally:
+        queue.delete_queue()
+        accounts.close()
 
 
 def test_queue_app_on_devhost_logs_like_core_tools(devhost, azurite: str, tmp_path: Path) -> None:
