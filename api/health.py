@@ -1,6 +1,6 @@
 """`GET /api/health`: liveness plus reachability of PostgreSQL and the item queue. Anonymous, no details leaked.
 
-Answers within about 3 s whatever is down: each probe opens its own short-timeout connection (not the
+Answers within about 4 s whatever is down: each probe opens its own short-timeout connection (not the
 pool, whose borrowers may wait 30 s) with no SDK retries, both probes run at once, and a probe still
 running at the deadline is reported as failing.
 """
@@ -26,7 +26,7 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2
-DEADLINE_S = 3.0
+DEADLINE_S = 4.0
 # Probes that hang past the deadline keep their thread until their own timeouts end them.
 _probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
 
