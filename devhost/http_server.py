@@ -82,9 +82,12 @@ class HttpHost:
 
     def start(self) -> None:
         self._thread.start()
+        log.info("HTTP functions on %s:", self.base_url)
         for route in self.router.routes:
             methods = ",".join(sorted(route.methods)) if route.methods else "all"
-            log.info("  %s: [%s] %s/%s", route.spec.name, methods, self.base_url, route.template.template)
+            # Paths apart from the origin: an app that redacts URLs in log records (Trawl does) would
+            # otherwise reduce every line to the origin.
+            log.info("  %s: [%s] /%s", route.spec.name, methods, route.template.template)
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -30,7 +30,7 @@ def test_a_job_is_one_trace_with_the_right_metrics(tmp_path: Path, azurite: str,
         db_url, site, f"items-{uuid.uuid4().hex[:10]}",
         TRAWL_TELEMETRY_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         TRAWL_TELEMETRY_EXPORT_INTERVAL_SECONDS="1",
-        AzureFunctionsJobHost__extensions__queues__maxDequeueCount="2")
+        TRAWL_FETCH_MAX_ATTEMPTS="2")
     app = Trawl(start_devhost(REPO, tmp_path / "devhost.log", env), db_url, env["TRAWL_QUEUE_NAME"])
     try:
         urls = [site.url("/page/1?sig=secret-signature"), site.url("/missing"), site.url("/always500/telemetry")]
@@ -43,9 +43,9 @@ def test_a_job_is_one_trace_with_the_right_metrics(tmp_path: Path, azurite: str,
 
     assert receiver.metric_total("trawl.jobs.submitted") == 1
     assert receiver.metric_total("trawl.items.processed", outcome="succeeded") == 1
-    assert receiver.metric_total("trawl.items.processed", outcome="failed") == 1
-    assert receiver.metric_total("trawl.items.processed", outcome="retry") == 2
-    assert receiver.metric_total("trawl.poison.count") == 1
+    assert receiver.metric_total("trawl.items.processed", outcome="failed") == 2  # the 404, the 500 twice over
+    assert receiver.metric_total("trawl.items.processed", outcome="retry_scheduled") == 1
+    assert receiver.metric_total("trawl.poison.count") == 0, "a failing site is retried by the worker, not poisoned"
     assert receiver.metric_total("trawl.fetch.duration") == 4
     assert receiver.metric_total("trawl.queue.latency") >= 4
 
