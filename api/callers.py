@@ -1,11 +1,11 @@
-"""Who is calling: the owner that scopes every job query, the roles, and the actor for the audit log."""
+"""Who is calling: the owner that scopes every job query, the permissions, and the actor for the audit log."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared.auth import ADMIN, READ, SUBMIT, InsufficientRoleError, bearer_token, get_token_validator, holds
+from shared.auth import ADMIN, READ, SUBMIT, InsufficientRoleError, Principal, bearer_token, get_token_validator
 from shared.models import Owner
 
 __all__ = ["ADMIN", "READ", "SUBMIT", "Caller", "authorize"]
@@ -13,10 +13,10 @@ __all__ = ["ADMIN", "READ", "SUBMIT", "Caller", "authorize"]
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated principal and its app roles (and delegated scopes)."""
+    """An authenticated principal and the owner its jobs belong to."""
 
     owner: Owner
-    roles: frozenset[str]
+    principal: Principal
 
     @property
     def actor(self) -> str:
@@ -24,7 +24,8 @@ class Caller:
 
     @property
     def is_admin(self) -> bool:
-        return ADMIN in self.roles
+        """Admin from the Jobs.Admin app role only (and, delegated, its client's Jobs.Admin scope)."""
+        return self.principal.holds(ADMIN)
 
     @property
     def scope(self) -> Owner | None:
@@ -33,12 +34,11 @@ class Caller:
 
 
 def authorize(req: func.HttpRequest, role: str) -> Caller:
-    """The caller behind the request's bearer token if it holds `role` (Jobs.Admin holds every role).
+    """The caller behind the request's bearer token if it holds `role` (see `Principal.holds`).
 
     401 without a valid token, 403 with a valid token but without the role.
     """
     principal = get_token_validator().validate(bearer_token(req.headers.get("Authorization")))
-    caller = Caller(Owner(tenant_id=principal.tenant_id, object_id=principal.object_id), principal.permissions)
-    if not holds(caller.roles, role):
+    if not principal.holds(role):
         raise InsufficientRoleError(role)
-    return caller
+    return Caller(Owner(tenant_id=principal.tenant_id, object_id=principal.object_id), principal)

@@ -14,7 +14,7 @@ import azure.functions as func
 from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import BadRequest, PayloadTooLarge, TrawlError, ValidationFailed
+from shared.errors import BadRequest, PayloadTooLarge, TrawlError, UnsupportedMediaType, ValidationFailed
 from shared.outages import as_unavailable
 from shared.settings import get_settings
 from shared.telemetry import span
@@ -49,8 +49,10 @@ def problem_response(error: TrawlError, req: func.HttpRequest) -> func.HttpRespo
                              mimetype="application/problem+json", headers=headers)
 
 
-def parse_body(req: func.HttpRequest, model: type[M], *, optional: bool = False) -> M:
-    """Decode and validate a JSON body; 413 when too large, 400 when not JSON, 422 when invalid."""
+def parse_body(req: func.HttpRequest, model: type[M], *, optional: bool = False,
+               context: dict[str, Any] | None = None) -> M:
+    """Decode and validate a JSON body (`context` goes to the model's validators); 413 when too large,
+    415 when declared as something other than JSON, 400 when not JSON, 422 when invalid."""
     raw = req.get_body() or b""
     limit = get_settings().max_body_bytes
     if len(raw) > limit:
@@ -59,14 +61,57 @@ def parse_body(req: func.HttpRequest, model: type[M], *, optional: bool = False)
         if optional:
             return model()
         raise BadRequest("a JSON body is required")
+    _require_json(req.headers.get("Content-Type"))
     try:
-        data = json.loads(raw)
+        return model.model_validate(_json(raw), context=context)
+    except ValidationError as exc:
+        raise ValidationFailed("the body is not valid", errors=validation_errors(exc)) from exc
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as the problem's `errors`: where (`loc`), a sentence for people (`msg`, without
+    pydantic's prefixes or our class names) and a stable code (`type`)."""
+    return [{"loc": list(e["loc"]), "msg": _message(e), "type": e["type"]} for e in exc.errors(include_url=False)]
+
+
+def _require_json(content_type: str | None) -> None:
+    """A body declared as anything but JSON is refused; an undeclared one is read as JSON."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type and not _JSON_MEDIA_TYPE.match(media_type):
+        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), not {media_type}")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFailed("the body does not match the schema", errors=_errors(exc)) from exc
+    except RecursionError:  # arrays or objects nested a thousand deep
+        raise BadRequest("the body is not valid JSON: it is nested too deeply") from None
+
+
+def _message(error: Any) -> str:
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind].format(**context)
+    if kind == "value_error":  # our own validators' ValueError: the text is the message
+        return str(context.get("error", error["msg"]))
+    return _PYDANTIC_PREFIX.sub("must", error["msg"])
+
+
+_JSON_MEDIA_TYPE = re.compile(r"^application/(?:[a-z0-9.\-]+\+)?json$")
+_PYDANTIC_PREFIX = re.compile(r"^Input should")
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field this request takes",
+    "int_type": "must be an integer", "int_parsing": "must be an integer", "int_from_float": "must be an integer",
+    "string_type": "must be a string", "string_unicode": "is not valid Unicode text (it holds a lone surrogate)",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "list_type": "must be a list", "model_type": "must be a JSON object", "dict_type": "must be a JSON object",
+    "too_short": "must have at least {min_length} item(s)", "too_long": "may have at most {max_length} items",
+    "string_too_long": "must be at most {max_length} characters",
+    "greater_than_equal": "must be at least {ge}", "less_than_equal": "must be at most {le}",
+}
 
 
 def base_url(req: func.HttpRequest) -> str:
@@ -132,10 +177,6 @@ def _bearer_challenge(error: TrawlError) -> str | None:
     if code:
         return f'Bearer error="{code}"'
     return "Bearer" if error.status == 401 else None
-
-
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
 
 
 def _path(req: func.HttpRequest) -> str:

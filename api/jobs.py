@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -19,8 +20,18 @@ from shared.models import Job
 from shared.quotas import submission_quota
 from shared.executors import Work
 from shared.resources import get_executors, get_pool
-from shared.schemas import CancelJobRequest, JobListQuery, JobPage, JobView, RetryJobRequest, SubmitJobRequest
-from shared.settings import get_settings
+from shared.schemas import (
+    URL_RULES,
+    CancelJobRequest,
+    JobListQuery,
+    JobPage,
+    JobView,
+    RefusedUrl,
+    RetryJobRequest,
+    SubmitJobRequest,
+    UrlRules,
+)
+from shared.settings import Settings, get_settings
 from shared.telemetry import JOBS_SUBMITTED, current_traceparent
 
 bp = df.Blueprint()
@@ -34,14 +45,14 @@ POLL_AFTER_SECONDS = "2"
 @handles_errors
 async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     who = authorize(req, SUBMIT)
-    request = parse_body(req, SubmitJobRequest)
     settings = get_settings()
     key = _idempotency_key(req)
-    async with submission_quota(who.owner, len(request.urls)):
-        submission = await get_executors().run(Work.API, job_service.submit_job, get_pool(), who.owner, request, settings, key)
+    plan = submission_plan(req, settings)
+    async with submission_quota(who.owner, len(plan.urls)):
+        submission = await get_executors().run(Work.API, job_service.submit_job, get_pool(), who.owner, plan, settings, key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
-    return _job_response(req, submission.job, 200 if submission.replayed else 202)
+    return _job_response(req, submission.job, 200 if submission.replayed else 202, refused_urls=plan.refused)
 
 
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -90,6 +101,13 @@ async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
     return _job_response(req, submission.job, 200 if submission.replayed else 202)
 
 
+def submission_plan(req: func.HttpRequest, settings: Settings) -> job_service.SubmissionPlan:
+    """The submitted body checked against the service's limits and URL rules: the URLs the job will hold,
+    and those it leaves out. Every problem is a 4xx here, before anything is stored."""
+    request = parse_body(req, SubmitJobRequest, context={URL_RULES: UrlRules.of(settings)})
+    return job_service.plan_submission(request, settings)
+
+
 async def _start_orchestration(client: df.DurableOrchestrationClient, job: Job) -> None:
     JOBS_SUBMITTED.add(1)
     orchestration_input = job_service.orchestration_input(job, get_settings(), current_traceparent())
@@ -99,8 +117,9 @@ async def _start_orchestration(client: df.DurableOrchestrationClient, job: Job) 
         log.exception("job %s: starting its orchestration failed; the reconciler will retry", job.id)
 
 
-def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequence[UUID] = ()) -> func.HttpResponse:
-    view = JobView.of(job, base_url(req), children)
+def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequence[UUID] = (),
+                  refused_urls: Sequence[RefusedUrl] = ()) -> func.HttpResponse:
+    view = JobView.of(job, base_url(req), children, refused_urls)
     trace.get_current_span().set_attribute("trawl.job.id", str(job.id))
     headers = {"Location": view.links.self}
     if not job.status.is_final:
@@ -109,7 +128,11 @@ def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequen
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
+    """The header's key: 1 to 200 printable ASCII characters (a UUID fits), so it is stored and logged as is."""
     key = req.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters, such as a UUID")
     return key
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")

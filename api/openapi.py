@@ -85,13 +85,15 @@ OPERATIONS = (
         (400, 409, 413, 422, *JOB_PROBLEMS), body=RetryJobRequest, headers=[IDEMPOTENCY_KEY]),
     Operation(
         "get", "/api/jobs/{id}/results", "getJobResults", "Get a job's results", "Per-URL results in submission "
-        "order: a page of JSON, or every matching item as NDJSON or CSV (422 `export-too-large` past 64 MiB: page "
-        "with `format=json`).", "results", READ,
+        "order: a page of JSON (at most `limit` items and about 4 MiB), or every matching item as NDJSON or CSV (422 "
+        "`export-too-large` past 64 MiB: page with `format=json`).", "results", READ,
         {200: Success("The results.", [
             Body("application/json", ItemPage),
             Body("application/x-ndjson", description="One ItemView JSON object per line."),
-            Body("text/csv", description="A header row, then one flattened row per item; cells that would start "
-                                         "a formula are prefixed with a single quote."),
+            Body("text/csv", description="A header row, then one flattened row per item, every cell quoted; "
+                                         "a cell with a formula trigger (=, +, -, @) at its start or after a "
+                                         "separator is prefixed with a single quote. `bom=true` starts the file "
+                                         "with a UTF-8 byte-order mark."),
         ], ("Content-Disposition",))},
         (400, 422, *JOB_PROBLEMS), query=ResultsQuery),
     Operation(

@@ -1,5 +1,5 @@
 """Request parameters at the HTTP edge: the job id of the route, and query strings validated by a model
-(repeated parameters however the host delivers them)."""
+(repeated parameters however the host delivers them; a parameter the model does not name is a 400)."""
 from __future__ import annotations
 
 import types
@@ -11,6 +11,7 @@ from uuid import UUID
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from api.http import validation_errors
 from shared.errors import BadRequest, NotFound
 
 Q = TypeVar("Q", bound=BaseModel)
@@ -33,6 +34,7 @@ def parse_query(req: func.HttpRequest, model: type[Q]) -> Q:
     so the raw URL is read first and the joined value is split either way.
     """
     values = _query_values(req)
+    _refuse_unknown(values, model)
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         raw = [value for value in values.get(field.alias or name, []) if value.strip()]
@@ -45,8 +47,17 @@ def parse_query(req: func.HttpRequest, model: type[Q]) -> Q:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
-        raise BadRequest("the query parameters are not valid", errors=errors) from exc
+        raise BadRequest("the query parameters are not valid", errors=validation_errors(exc)) from exc
+
+
+def _refuse_unknown(values: dict[str, list[str]], model: type[BaseModel]) -> None:
+    """A misspelt parameter (`stauts=failed`) would otherwise be ignored and answer the wrong page."""
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        errors = [{"loc": [name], "msg": f"is not a parameter of this endpoint (it takes {', '.join(sorted(known))})",
+                   "type": "extra_forbidden"} for name in unknown]
+        raise BadRequest(f"unknown query parameter {', '.join(unknown)}", errors=errors)
 
 
 def _query_values(req: func.HttpRequest) -> dict[str, list[str]]:

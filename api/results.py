@@ -12,7 +12,8 @@ from shared.schemas import ItemPage, ItemView, ResultsQuery
 
 bp = func.Blueprint()
 
-# Python Functions build a response whole, so an export is buffered: past this, page with format=json.
+# Python Functions build a response whole, so an export is buffered (one body per request, besides the one
+# 4 MiB page it reads at a time): past this, page with format=json, whose pages are bounded by bytes too.
 MAX_EXPORT_BYTES = 64 * 1024 * 1024
 
 
@@ -26,7 +27,7 @@ def job_results(req: func.HttpRequest) -> func.HttpResponse:
         listing = job_service.list_results(get_pool(), job_id, scope, query)
         return json_response(ItemPage(items=[ItemView.of(item) for item in listing.items],
                                       next_cursor=listing.next_cursor))
-    chunks = exports.export_items(get_pool(), job_id, scope, query.status, query.format)
+    chunks = exports.export_items(get_pool(), job_id, scope, query.status, query.format, bom=query.bom)
     body = exports.collect(chunks, MAX_EXPORT_BYTES, f"page through /api/jobs/{job_id}/results?format=json instead")
     disposition = f'attachment; filename="trawl-{job_id}.{query.format}"'
     headers = {**SECURITY_HEADERS, "Content-Type": exports.MEDIA_TYPES[query.format], "Content-Disposition": disposition}

@@ -331,6 +331,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each contender, alternating")
     parser.add_argument("--page-kib", type=int, default=0, help="page size; 0: the smallest page, about 4 KiB")
     parser.add_argument("--page-delay-ms", type=int, default=0, help="how long the site holds each response")
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep devhost's logs here (default: discarded)")
     args = parser.parse_args()
     import pgserver  # dev-only dependency, as in devhost.services
 
@@ -343,7 +344,8 @@ def main() -> None:
         storage, azurite = stack.enter_context(private_azurite(Path(tmp) / "azurite"))
         site = LocalSite(args.page_kib, args.page_delay_ms, args.urls).start()
         stack.callback(site.stop)
-        services = Services(server.get_uri(), storage, azurite, psutil.Process(server.get_pid()), Path(tmp))
+        services = Services(server.get_uri(), storage, azurite, psutil.Process(server.get_pid()),
+                            args.log_dir or Path(tmp))
         urls = [site.url(f"/page/{n}") for n in range(args.urls)]
         runs: list[Run] = []
         for number in range(1, args.runs + 1):

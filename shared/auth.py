@@ -3,11 +3,15 @@
 One code path for both modes: RS256 only (never the header's choice), a signature by a key from
 the configured JWKS URL (never `jku`/`jwk`/`x5u` from the token), the issuer of the token's own
 tenant, an allowed tenant, an accepted audience, and `exp`/`nbf`/`iat` within a 60 s leeway.
-Dev mode changes only where the keys, issuers, tenants and audiences come from.
+Dev mode changes only where the keys, issuers, tenants and audiences come from. Permissions come from
+the `roles` claim; a delegated token's `scp` must grant the same permission to its client as well.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,8 +38,10 @@ ENTRA_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 DEV_ISSUER = "https://devhost.localhost/{tenant}/v2.0"
 
 _REQUIRED_CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "tid", "oid"]
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 _MAX_TOKEN_CHARS = 16 * 1024
-_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9\-_.~+/]+=*$")
+# A compact JWS: three base64url segments, unpadded (an `alg: none` token has an empty signature).
+_COMPACT_JWS = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)$")
 
 
 class MissingTokenError(Unauthorized):
@@ -56,7 +62,8 @@ class InsufficientRoleError(Forbidden):
     bearer_error = "insufficient_scope"
 
     def __init__(self, role: str) -> None:
-        super().__init__(f"this operation needs the {role} role", required_role=role)
+        super().__init__(f"this operation needs the {role} app role; a delegated token's client application "
+                         f"needs the {role} scope as well", required_role=role)
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,24 @@ class TokenPolicy:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a valid token speaks for: tenant, object id (user or service principal), roles and scopes."""
+    """Who a valid token speaks for: tenant, object id (user or service principal), its app roles, and
+    for a delegated token (one with `scp`) the scopes its client application was granted."""
 
     tenant_id: str
     object_id: str
-    permissions: frozenset[str]
+    roles: frozenset[str]
+    scopes: frozenset[str] | None = None
+
+    def holds(self, permission: str) -> bool:
+        """Whether the principal may act with `permission`. The app role decides (Jobs.Admin holds every
+        role). A delegated token acts for a user through a client, so the client's scope of the same name
+        must also be granted: in Entra ID a scope is consented to a client app, never granted to a user,
+        so a scope alone grants nothing."""
+        return _grants(self.roles, permission) and (self.scopes is None or _grants(self.scopes, permission))
+
+
+def _grants(granted: frozenset[str], permission: str) -> bool:
+    return permission in granted or ADMIN in granted
 
 
 class TokenValidator:
@@ -99,10 +119,11 @@ class TokenValidator:
 
     def validate(self, token: str) -> Principal:
         """The principal of a valid token; InvalidTokenError (401) for anything else."""
-        if len(token) > _MAX_TOKEN_CHARS or not _TOKEN_CHARS.match(token):
+        if len(token) > _MAX_TOKEN_CHARS or not _is_compact_jws(token):
             raise InvalidTokenError("the bearer token is malformed")
         key = self._signing_key(token)
         claims = self._decode(token, key)
+        _check_claim_types(claims)
         return _principal(claims, self.policy)
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
@@ -136,6 +157,38 @@ class TokenValidator:
             raise InvalidTokenError(f"the token is not valid: {exc}") from exc
 
 
+def _is_compact_jws(token: str) -> bool:
+    """Three unpadded base64url segments in canonical form: PyJWT pads before decoding and ignores
+    unused bits, so `==` or another last character after a signature would still verify."""
+    match = _COMPACT_JWS.match(token)
+    return match is not None and all(_canonical_base64url(segment) for segment in match.groups())
+
+
+def _canonical_base64url(segment: str) -> bool:
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() == segment
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """Claims of the types Entra ID issues; PyJWT takes `exp: "9999999999"` (a string) and leaves `iss`
+    as whatever the token holds."""
+    for name in _TIME_CLAIMS:
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidTokenError(f"the token's {name} claim is not a number")
+    for name in ("iss", "tid", "oid"):
+        if not isinstance(claims[name], str):
+            raise InvalidTokenError(f"the token's {name} claim is not a string")
+    roles, scopes = claims.get("roles", []), claims.get("scp", "")
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise InvalidTokenError("the token's roles claim is not a list of strings")
+    if not isinstance(scopes, str):
+        raise InvalidTokenError("the token's scp claim is not a string")
+
+
 def _principal(claims: dict[str, Any], policy: TokenPolicy) -> Principal:
     tenant = _guid(claims.get("tid"))
     if tenant is None or tenant not in policy.issuers:
@@ -145,17 +198,9 @@ def _principal(claims: dict[str, Any], policy: TokenPolicy) -> Principal:
     object_id = _guid(claims.get("oid"))
     if object_id is None:
         raise InvalidTokenError("the token's oid is not an object id")
-    return Principal(tenant, object_id, _permissions(claims))
-
-
-def _permissions(claims: dict[str, Any]) -> frozenset[str]:
-    """App roles (`roles`, application and user assignments) plus delegated scopes (`scp`)."""
-    roles = claims.get("roles")
     scopes = claims.get("scp")
-    granted = {r for r in roles if isinstance(r, str)} if isinstance(roles, list) else set()
-    if isinstance(scopes, str):
-        granted |= set(scopes.split())
-    return frozenset(granted)
+    return Principal(tenant, object_id, frozenset(claims.get("roles", [])),
+                     None if scopes is None else frozenset(scopes.split()))
 
 
 def _guid(value: object) -> str | None:
@@ -173,11 +218,6 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingTokenError("a bearer token from Microsoft Entra ID is required")
     return token.strip()
-
-
-def holds(permissions: frozenset[str], role: str) -> bool:
-    """Whether these permissions allow `role`: Jobs.Admin allows everything."""
-    return role in permissions or ADMIN in permissions
 
 
 def token_validator(settings: Settings) -> TokenValidator:

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -52,8 +52,8 @@ def decode_cursor(cursor: str, digest: str) -> Any:
 
 
 def encode_job_cursor(key: JobPageKey, digest: str) -> str:
-    """The cursor continuing a newest-first job listing after `key`."""
-    return encode_cursor([key.created_at.isoformat(), str(key.id)], digest)
+    """The cursor continuing a newest-first job listing after `key` (its instant in UTC)."""
+    return encode_cursor([key.created_at.astimezone(timezone.utc).isoformat(), str(key.id)], digest)
 
 
 def decode_job_cursor(cursor: str, digest: str) -> JobPageKey:
@@ -64,7 +64,9 @@ def decode_job_cursor(cursor: str, digest: str) -> JobPageKey:
         position = JobPageKey(created_at=datetime.fromisoformat(created_at), id=UUID(job_id))
     except (TypeError, ValueError) as exc:
         raise BadRequest(_INVALID) from exc
-    if position.created_at.tzinfo is None:
+    # Cursors are made in UTC: another offset was edited in, and PostgreSQL refuses those past ±15:59
+    # that Python accepts (±23:59).
+    if position.created_at.utcoffset() != timedelta(0):
         raise BadRequest(_INVALID)
     return position
 

@@ -55,6 +55,10 @@ class PayloadTooLarge(TrawlError):
     status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
+class UnsupportedMediaType(TrawlError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class ValidationFailed(TrawlError):
     status, slug, title = 422, "validation-failed", "Request is not valid"
 

@@ -43,10 +43,12 @@ _WEB_ENCODINGS = frozenset(
 )
 
 
-def decode_html(body: bytes, http_charset: str | None) -> tuple[str, str]:
+def decode_html(body: bytes | bytearray, http_charset: str | None) -> tuple[str, str]:
     """Decode an HTML body; return the text (without NULs) and the codec name used."""
     encoding, offset = _bom_encoding(body)
-    encoding = encoding or _known(http_charset) or _meta_encoding(body) or _detect(body)
+    encoding = encoding or _known(http_charset) or _meta_encoding(body)
+    if encoding is None:
+        return _detect_and_decode(body)
     return strip_nul(body[offset:].decode(encoding, errors="replace")), encoding
 
 
@@ -55,7 +57,7 @@ def strip_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def _bom_encoding(body: bytes) -> tuple[str | None, int]:
+def _bom_encoding(body: bytes | bytearray) -> tuple[str | None, int]:
     for bom, encoding in _BOMS:
         if body.startswith(bom):
             return encoding, len(bom)
@@ -74,7 +76,7 @@ def _known(label: str | None) -> str | None:
     return name if name in _WEB_ENCODINGS else None
 
 
-def _meta_encoding(body: bytes) -> str | None:
+def _meta_encoding(body: bytes | bytearray) -> str | None:
     match = _META_CHARSET.search(body[:META_PRESCAN_BYTES])
     if match is None:
         return None
@@ -83,10 +85,12 @@ def _meta_encoding(body: bytes) -> str | None:
     return "utf-8" if encoding and encoding.startswith("utf-16") else encoding
 
 
-def _detect(body: bytes) -> str:
+def _detect_and_decode(body: bytes | bytearray) -> tuple[str, str]:
+    """Strict UTF-8 if the body is that (kept: decoding a large page twice would hold two copies), else
+    the encoding charset_normalizer finds in a sample, else windows-1252."""
     try:
-        body.decode("utf-8")
+        return strip_nul(body.decode("utf-8")), "utf-8"
     except UnicodeDecodeError:
-        best = charset_normalizer.from_bytes(body[:DETECTION_SAMPLE_BYTES]).best()
-        return _known(best.encoding if best else None) or FALLBACK_ENCODING
-    return "utf-8"
+        best = charset_normalizer.from_bytes(bytes(body[:DETECTION_SAMPLE_BYTES])).best()
+        encoding = _known(best.encoding if best else None) or FALLBACK_ENCODING
+    return strip_nul(body.decode(encoding, errors="replace")), encoding

@@ -6,8 +6,11 @@ its job ended. Each case is a harmless no-op or a skip, decided on the rows in P
 Retries never raise. A transient fetch failure counts one attempt in PostgreSQL and sends the item's
 next message with a visibility delay (exponential backoff, or the site's Retry-After); the last
 allowed attempt fails the item. An unreachable database spends no attempt: the message is put back
-with a delay. Only crashes and unexpected exceptions reach the queue's dequeue count and the poison
-queue. Per delivery: one autocommit read and one write transaction.
+with a delay. What can never succeed fails the item on its first delivery with a precise code: a
+permanent fetch error, a result the database refuses to store (`result_not_storable`), or an
+exception the scraper was not expected to raise (`internal_error`, its type recorded, its traceback
+logged). Only crashes reach the queue's dequeue count and the poison queue. Per delivery: one
+autocommit read and one write transaction.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from shared.db import ConnectionPool, in_transaction, read
 from shared.errors import DatabaseUnavailable
 from shared.fetch import FetchError, FetchLimits
 from shared.messages import ItemMessage
-from shared.models import SYSTEM_ACTOR, ItemError, ItemOutcome, JobStatus, WorkItem
+from shared.models import SYSTEM_ACTOR, ItemError, ItemOutcome, JobStatus, ResultNotStorableError, WorkItem
 from shared.retry_policy import RetryPolicy
 from shared.scrape import ScrapeResult, scrape
 from shared.telemetry import FETCH_DURATION, ITEMS_PROCESSED, POISONED, span, url_host
@@ -125,7 +128,7 @@ class _Delivery:
         reason = _skip_reason(work)
         if reason is not None:
             return WorkResult.of("skipped", in_transaction(
-                self.pool, lambda tx: tx.jobs.skip_item(self.job_id, self.seq, reason)))
+                self.pool, lambda tx: tx.jobs.skip_item(self.job_id, self.seq, reason.code, reason.message)))
         if not self.config.policy.has_attempts_after(work.attempts):
             return self._fail(ItemError("gave_up", f"no attempts left after {work.attempts}"), counts=False)
         return self._attempt(work)
@@ -146,12 +149,26 @@ class _Delivery:
             result = _fetch(self.scraper, work.url, self.config.limits)
         except FetchError as error:
             return self._failed_attempt(work, error)
-        outcome = in_transaction(self.pool, lambda tx: tx.jobs.complete_item(
-            self.job_id, self.seq, result.model_dump(mode="json"), result.status, result.final_url, result.elapsed_ms))
+        except Exception as exc:  # a page case nobody foresaw: the same page would raise it again on every retry
+            log.exception("job %s item %s: the scraper raised %s", self.job_id, self.seq, type(exc).__name__,
+                          extra=self.message.log_context())
+            return self._fail(ItemError("internal_error", f"unexpected {type(exc).__name__} while scraping"),
+                              counts=True)
+        return self._record(result)
+
+    def _record(self, result: ScrapeResult) -> WorkResult:
+        try:
+            outcome = in_transaction(self.pool, lambda tx: tx.jobs.complete_item(
+                self.job_id, self.seq, result.model_dump(mode="json"), result.status, result.final_url,
+                result.elapsed_ms))
+        except ResultNotStorableError as refused:
+            log.error("job %s item %s: %s", self.job_id, self.seq, refused, extra=self.message.log_context())
+            return self._fail(ItemError("result_not_storable", str(refused), result.status, result.final_url,
+                                        result.elapsed_ms), counts=True)
         return WorkResult.of("succeeded", outcome)
 
     def _failed_attempt(self, work: WorkItem, error: FetchError) -> WorkResult:
-        item_error = ItemError(error.code, error.message, error.http_status)
+        item_error = ItemError(error.code, error.message, error.http_status, error.final_url, error.elapsed_ms)
         attempts = work.attempts + 1
         policy = self.config.policy
         if not error.retryable:
@@ -161,8 +178,8 @@ class _Delivery:
         if not policy.has_attempts_after(attempts):
             log.info("job %s item %s failed after %d attempts: %s: %s", self.job_id, self.seq, attempts, error.code,
                      error.message, extra=self.message.log_context())
-            return self._fail(ItemError(error.code, f"{error.message} (after {attempts} attempts)", error.http_status),
-                              counts=True)
+            return self._fail(ItemError(error.code, f"{error.message} (after {attempts} attempts)", error.http_status,
+                                        error.final_url, error.elapsed_ms), counts=True)
         delay = policy.delay_s(attempts, error.retry_after_s, random.random())  # nosec B311 - jitter, not security
         retry_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
         if not in_transaction(self.pool, lambda tx: tx.jobs.record_retry(
@@ -179,7 +196,8 @@ class _Delivery:
 
     def _fail(self, error: ItemError, *, counts: bool) -> WorkResult:
         outcome = in_transaction(self.pool, lambda tx: tx.jobs.fail_item(
-            self.job_id, self.seq, error.code, error.message, SYSTEM_ACTOR, error.http_status, counts_as_attempt=counts))
+            self.job_id, self.seq, error.code, error.message, SYSTEM_ACTOR, error.http_status, counts_as_attempt=counts,
+            final_url=error.final_url, duration_ms=error.duration_ms))
         return WorkResult.of("failed", outcome)
 
 
@@ -213,11 +231,12 @@ def _fetch(scraper: Scraper, url: str, limits: FetchLimits) -> ScrapeResult:
         return result
 
 
-def _skip_reason(work: WorkItem) -> str | None:
+def _skip_reason(work: WorkItem) -> ItemError | None:
+    """Why the item must not be scraped now, as a reason code and text; None if it may be."""
     if work.job_status is not JobStatus.RUNNING:
-        return f"job is {work.job_status}"
+        return ItemError("job_not_running", f"job is {work.job_status}")
     if work.cancel_requested:
-        return "job cancellation was requested"
+        return ItemError("job_cancel_requested", "job cancellation was requested")
     if datetime.now(timezone.utc) >= work.deadline_at:
-        return "job deadline passed"
+        return ItemError("job_deadline_passed", "job deadline passed")
     return None

@@ -26,7 +26,19 @@ from shared.models import (
     JobSubmission,
     Owner,
 )
-from shared.schemas import JobListQuery, LogsQuery, ResultsQuery, RetryJobRequest, SubmitJobRequest
+from shared.redaction import url_origin
+from shared.schemas import (
+    MERGED_DUPLICATES,
+    JobListQuery,
+    LogsQuery,
+    RefusedUrl,
+    ResultsQuery,
+    RetryJobRequest,
+    SubmitJobRequest,
+    UrlRules,
+    normalised_url,
+    url_refusal,
+)
 from shared.settings import Settings
 
 
@@ -68,16 +80,48 @@ class EventListing:
     has_more: bool
 
 
-def submit_job(pool: ConnectionPool, owner: Owner, request: SubmitJobRequest, settings: Settings,
+@dataclass(frozen=True)
+class SubmissionPlan:
+    """What a submission will create: its URLs, each page once, and what was left out of the request's."""
+
+    request: SubmitJobRequest
+    urls: list[str]
+    refused: list[RefusedUrl]
+    merged_duplicates: int
+
+
+def plan_submission(request: SubmitJobRequest, settings: Settings) -> SubmissionPlan:
+    """Check the service's limits, set aside the URLs that cannot be scraped (only present when the request
+    asked to skip them) and merge duplicates; 422 when nothing is left to scrape. No I/O, so the caller can
+    apply the submission quota to the URLs that will really be fetched."""
+    _check_limits(request, settings)
+    rules = UrlRules.of(settings)
+    accepted: dict[str, str] = {}
+    refused: list[RefusedUrl] = []
+    for index, url in enumerate(request.urls):
+        refusal = url_refusal(url, rules)
+        if refusal is not None:
+            refused.append(RefusedUrl(index=index, url=url_origin(url), reason=refusal.reason, type=refusal.code))
+        else:
+            accepted.setdefault(normalised_url(url), url)
+    if not accepted:
+        errors = [{"loc": ["urls", r.index], "msg": r.reason, "type": r.type} for r in refused]
+        raise ValidationFailed("none of the URLs can be scraped", errors=errors)
+    merged = len(request.urls) - len(refused) - len(accepted)
+    return SubmissionPlan(request, list(accepted.values()), refused, merged)
+
+
+def submit_job(pool: ConnectionPool, owner: Owner, plan: SubmissionPlan, settings: Settings,
                idempotency_key: str | None = None) -> JobSubmission:
     """Create the job and its items (pending) in one transaction; the caller starts its orchestration."""
-    _check_limits(request, settings)
-    deadline_seconds = request.options.deadline_seconds or settings.default_deadline_seconds
+    deadline_seconds = plan.request.options.deadline_seconds or settings.default_deadline_seconds
     deadline_at = datetime.now(timezone.utc) + timedelta(seconds=deadline_seconds)
-    options = {"deadline_seconds": deadline_seconds}
+    options: dict[str, Any] = {"deadline_seconds": deadline_seconds}
+    if plan.merged_duplicates:
+        options[MERGED_DUPLICATES] = plan.merged_duplicates
     with _key_conflicts_as_problems(), uow(pool) as tx:
-        submission = tx.jobs.create_job(owner, request.urls, options, deadline_at, idempotency_key=idempotency_key,
-                                        request_hash=request_hash(request) if idempotency_key else None)
+        submission = tx.jobs.create_job(owner, plan.urls, options, deadline_at, idempotency_key=idempotency_key,
+                                        request_hash=request_hash(plan.request) if idempotency_key else None)
         tx.commit()
     return submission
 
@@ -157,14 +201,14 @@ def list_jobs(pool: ConnectionPool, owner: Owner | None, query: JobListQuery) ->
 
 
 def list_results(pool: ConnectionPool, job_id: UUID, owner: Owner | None, query: ResultsQuery) -> ItemListing:
-    """One page of a job's items in submission order (seq); NotFound for another owner's job."""
+    """One page of a job's items in submission order (seq), at most `query.limit` items and about 4 MiB
+    (`ITEM_PAGE_MAX_BYTES`); NotFound for another owner's job."""
     digest = filter_digest("items", {"job_id": str(job_id), "status": query.status})
     after_seq = -1 if query.cursor is None else decode_seq_cursor(query.cursor, digest)
     with uow(pool) as tx:
         _require_job(tx, job_id, owner)
-        items = tx.queries.list_items(job_id, owner, query.status, after_seq, query.limit + 1)
-    page = items[:query.limit]
-    return ItemListing(page, encode_seq_cursor(page[-1].seq, digest) if len(items) > query.limit else None)
+        page = tx.queries.list_items(job_id, owner, query.status, after_seq, query.limit)
+    return ItemListing(page.items, encode_seq_cursor(page.items[-1].seq, digest) if page.has_more else None)
 
 
 def list_events(pool: ConnectionPool, job_id: UUID, owner: Owner | None, query: LogsQuery) -> EventListing:
@@ -234,12 +278,11 @@ def _utc(moment: datetime | None) -> str | None:
 
 
 def _check_limits(request: SubmitJobRequest, settings: Settings) -> None:
+    """The job's size and deadline; each URL's length is checked with the URL (`url_refusal`)."""
     errors = []
     if len(request.urls) > settings.max_urls_per_job:
         errors.append({"loc": ["urls"], "msg": f"at most {settings.max_urls_per_job} URLs per job",
                        "type": "too_long"})
-    errors += [{"loc": ["urls", i], "msg": f"longer than {settings.max_url_length} characters", "type": "too_long"}
-               for i, url in enumerate(request.urls) if len(url) > settings.max_url_length]
     deadline = request.options.deadline_seconds
     if deadline is not None and deadline > settings.max_deadline_seconds:
         errors.append({"loc": ["options", "deadline_seconds"],

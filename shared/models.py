@@ -70,6 +70,8 @@ class JobEventType(StrEnum):
     submitted         job and items created (data: total, idempotency_key, parent_job_id)
     started           pending -> running
     item_failed       an item failed permanently (data: seq, code, http_status)
+    item_retried      an attempt failed and the item will be tried again (reason: the error; data: seq,
+                      attempt, code, http_status)
     item_skipped      one item skipped (data: seq)
     items_skipped     pending items skipped in bulk outside a finalisation (data: count)
     cancel_requested  a caller asked to cancel (actor, reason)
@@ -82,6 +84,7 @@ class JobEventType(StrEnum):
     SUBMITTED = "submitted"
     STARTED = "started"
     ITEM_FAILED = "item_failed"
+    ITEM_RETRIED = "item_retried"
     ITEM_SKIPPED = "item_skipped"
     ITEMS_SKIPPED = "items_skipped"
     CANCEL_REQUESTED = "cancel_requested"
@@ -161,6 +164,14 @@ class JobItem(BaseModel):
     duration_ms: int | None
     result: dict[str, Any] | None
 
+    @property
+    def final_error(self) -> tuple[str | None, str | None]:
+        """The item's error code and message as its outcome: none once it succeeded (the last error
+        kept from a failed earlier attempt is history, in the job's log as `item_retried`)."""
+        if self.status is ItemStatus.SUCCEEDED:
+            return None, None
+        return self.last_error_code, self.last_error_message
+
 
 class JobEvent(BaseModel):
     """One row of a job's append-only audit log."""
@@ -230,11 +241,14 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class ItemError:
-    """Why one attempt at an item failed: a stable code, a readable message, the HTTP status if any."""
+    """Why one attempt at an item failed (or why it was skipped): a stable code, a readable message,
+    and what the attempt learnt before it failed: the HTTP status, the URL it ended at, how long it took."""
 
     code: str
     message: str
     http_status: int | None = None
+    final_url: str | None = None
+    duration_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,16 @@ class ItemNotFoundError(LookupError):
         super().__init__(f"item {seq} of job {job_id} not found")
         self.job_id = job_id
         self.seq = seq
+
+
+class ResultNotStorableError(ValueError):
+    """The database refused an item's result as data (too large for JSONB, a NUL, a value out of range):
+    storing it again would fail the same way, so the item fails instead. `reason` names the error, never
+    the data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the database refused the result ({reason})")
+        self.reason = reason
 
 
 class IdempotencyKeyConflictError(Conflict):

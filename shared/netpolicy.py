@@ -38,6 +38,7 @@ EXTRA_DENIED_NETWORKS: tuple[IPNetwork, ...] = tuple(
         "2001::/32",  # Teredo embeds IPv4 server and client addresses
         "2002::/16",  # 6to4 embeds an IPv4 address
         "fec0::/10",  # deprecated site-local, still routed inside some networks
+        "168.63.129.16/32",  # Azure's platform address (WireServer, Azure DNS), public yet host-internal
     )
 )
 

@@ -24,12 +24,13 @@ BEARER = "bearer"
 ENTRA = "entra"
 
 PROBLEMS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The request is malformed: body not JSON, invalid query parameters or cursor, bad header."),
+    400: ("BadRequest", "Malformed: body not JSON, unknown or invalid query parameters or cursor, bad header."),
     401: ("Unauthorized", "No valid bearer token."),
     403: ("Forbidden", "The token lacks the role this operation needs."),
     404: ("NotFound", "No such job, or it belongs to someone else."),
     409: ("Conflict", "The job's status does not allow this (e.g. it is already final, or still running)."),
     413: ("PayloadTooLarge", "The request body is larger than 1 MiB."),
+    415: ("UnsupportedMediaType", "The body is declared (`Content-Type`) as something other than JSON."),
     422: ("UnprocessableContent", "The request is well-formed but not acceptable; the problem's `type` says why."),
     429: ("TooManyRequests", "Quota or rate limit reached; retry after `Retry-After` seconds."),
     503: ("ServiceUnavailable", "A dependency is unavailable; retry after `Retry-After` seconds."),
@@ -139,16 +140,27 @@ def readme_section(document: dict[str, Any]) -> str:
         *rows,
         "",
         "- **Auth**: an Entra ID access token (`Authorization: Bearer …`) whose `roles` hold the role shown",
-        "  (`Jobs.Admin` holds every role and sees every owner's jobs); `anonymous` endpoints need none.",
+        "  (`Jobs.Admin` holds every role and sees every owner's jobs); a delegated token's `scp` must hold it",
+        "  too; `anonymous` endpoints need none.",
         "- **Paging**: listings answer `{items, next_cursor}`, newest job first or items in submission order. Pass",
         "  `next_cursor` back as `cursor` with the same filters (another filter set is a 400) until it is `null`;",
         "  pages are keyset-based, so jobs created meanwhile never shift or repeat rows. Logs page with",
         "  `after=<next_after>`. `format=ndjson` or `format=csv` returns a job's whole result set at once (CSV cells",
-        "  that look like formulas are prefixed with `'`); very large jobs page with `format=json`.",
+        "  that look like formulas are prefixed with `'`; `cursor` and `limit` are refused with them); very large",
+        "  jobs page with `format=json`.",
+        "- **Results** are bounded: a JSON page also ends before about 4 MiB of items (`next_cursor` continues),",
+        "  one stored result is at most 256 KiB (`result.truncated` counts what was left out), and an export past",
+        "  64 MiB is a `422` `export-too-large`. CSV quotes every cell and prefixes with `'` any cell with a formula",
+        "  trigger at its start or after a separator; `bom=true` starts it with a UTF-8 byte-order mark for Excel.",
+        "  An item's `error` is its final one: none once it succeeded (failed attempts are `item_retried` in its",
+        "  job's log), a reason code when skipped; failed items keep `http_status`, `final_url` and `duration_ms`.",
         "- **Idempotency**: send `Idempotency-Key` with `POST /api/jobs` (or a retry). The same key with the same",
         "  body within 24 h answers `200` with the job it created; with a different body, `422`",
         "  `idempotency-key-reused` naming that job.",
-        "- **Errors** are RFC 9457 `application/problem+json` bodies whose `type` names the problem.",
+        "- **Errors** are RFC 9457 `application/problem+json` bodies whose `type` names the problem; `errors`",
+        "  names each invalid field (`loc`, e.g. `[\"urls\", 3]`) with a reason. Unknown body fields and query",
+        "  parameters are refused, types are strict (`\"600\"` is not an integer), a body declared as anything",
+        "  but JSON is a 415.",
     ])
 
 
@@ -187,8 +199,9 @@ def _operation(operation: Operation, query_schemas: dict[str, dict[str, Any]]) -
         "parameters": _parameters(operation, query_schemas),
         "responses": {str(status): _success(success) for status, success in operation.responses.items()},
     }
+    problems = [*operation.problems, *([415] if operation.body is not None else [])]
     spec["responses"].update({str(status): {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
-                              for status in operation.problems})
+                              for status in problems})
     if operation.body is not None:
         spec["requestBody"] = {"required": operation.body_required, "content": {
             JSON_MEDIA_TYPE: {"schema": {"$ref": REF.format(model=operation.body.__name__)}}}}
@@ -270,7 +283,8 @@ def _security_schemes(security: Security) -> dict[str, Any]:
         ENTRA: {"type": "oauth2",
                 "description": "Entra ID (OAuth 2.0). Daemons use client credentials with the scope "
                                "`api://<Trawl app id>/.default` and get the app roles granted to them; users sign "
-                               "in with authorization code + PKCE and get the roles assigned to them.",
+                               "in with authorization code + PKCE and need both the role assigned to them and the "
+                               "delegated scope of the same name granted to their client.",
                 "flows": {
                     "clientCredentials": {"tokenUrl": security.token_url, "scopes": security.roles},
                     "authorizationCode": {"authorizationUrl": security.authorization_url,

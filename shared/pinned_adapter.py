@@ -155,7 +155,8 @@ class PinnedAdapter(HTTPAdapter):
             self._target.host,
             self._target.port,
         ):
-            raise InvalidURL(f"{url} is not the checked target {self._target.url}")
+            # Hosts only: a URL's path and query may hold secrets.
+            raise InvalidURL(f"a URL on {parts.hostname} is not the checked target on {self._target.host}")
 
     def _new_pool(self) -> HTTPConnectionPool:
         common: dict[str, Any] = {"maxsize": 1, "retries": 0, "deadline_guard": self._guard}

@@ -72,6 +72,7 @@ def fetch_limits(settings: Settings) -> FetchLimits:
         read_timeout=settings.fetch_read_timeout,
         total_timeout=settings.fetch_total_timeout,
         max_bytes=settings.fetch_max_bytes,
+        max_url_length=settings.max_url_length,
         allowed_ports=settings.allowed_ports,
         allowed_networks=settings.allowed_networks,
     )

@@ -4,19 +4,23 @@ One mechanism: `configure_telemetry()` calls `configure_azure_monitor()` when an
 connection string is set (the worker's own PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY switch stays
 off). Unconfigured, every span and instrument here is the OpenTelemetry API's no-op. Trace context
 crosses Durable Functions and the queue as a W3C `traceparent` string, since neither carries it.
-Spans and attributes never hold a token or a full URL: only the URL's host.
+Spans and attributes never hold a token or a full URL: only the URL's host. Exceptions are recorded
+by `span()` itself, redacted, since their texts name URLs in full.
 """
 from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from shared.redaction import redact, redact_multiline
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +105,32 @@ def current_traceparent() -> str | None:
 @contextmanager
 def span(name: str, *, traceparent: str | None = None, kind: SpanKind = SpanKind.INTERNAL,
          attributes: Mapping[str, str | int | bool] | None = None) -> Iterator[Span]:
-    """A span, child of `traceparent` when given (else of the current span), made current."""
+    """A span, child of `traceparent` when given (else of the current span), made current.
+
+    An exception leaving it is recorded redacted (see `record_redacted_exception`), never by the SDK,
+    whose event and status would carry the exception's text as is."""
     context = propagate.extract({"traceparent": traceparent}) if traceparent else None
-    with TRACER.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
-        yield current
+    with TRACER.start_as_current_span(name, context=context, kind=kind, attributes=attributes,
+                                      record_exception=False, set_status_on_exception=False) as current:
+        try:
+            yield current
+        except Exception as exc:
+            record_redacted_exception(current, exc)
+            raise
+
+
+def record_redacted_exception(current: Span, exc: BaseException) -> None:
+    """Record `exc` on `current` as the SDK would (an `exception` event, an ERROR status), with every URL
+    in its message, traceback and status description reduced to scheme and host: exceptions of the
+    fetcher and of requests name the scraped URL, query string and all."""
+    module, qualname = type(exc).__module__, type(exc).__qualname__
+    current.add_event("exception", {
+        "exception.type": qualname if module == "builtins" else f"{module}.{qualname}",
+        "exception.message": redact(str(exc)),
+        "exception.stacktrace": redact_multiline("".join(traceback.format_exception(exc))),
+        "exception.escaped": "True",
+    })
+    current.set_status(Status(StatusCode.ERROR, redact(f"{type(exc).__name__}: {exc}")))
 
 
 def record_queue_latency(enqueued_at: datetime | None) -> None:

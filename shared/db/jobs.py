@@ -11,11 +11,14 @@ one caller sees `remaining == 0`. Locks are taken items first, then the job row;
 combine several calls in one transaction should keep that order to avoid deadlocks.
 """
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg2
+from psycopg2.errors import ProgramLimitExceeded
 from psycopg2.extras import Json, RealDictCursor, execute_values
 
 from shared.db.rows import (
@@ -45,8 +48,13 @@ from shared.models import (
     JobSubmission,
     Owner,
     Progress,
+    ResultNotStorableError,
     WorkItem,
 )
+
+# Errors in which PostgreSQL refuses a value itself (SQLSTATE classes 22, 23 and 54): storing the same
+# value again fails the same way. Deadlocks, serialisation failures and lost connections are not among them.
+_REFUSED_DATA = (psycopg2.DataError, psycopg2.IntegrityError, ProgramLimitExceeded)
 
 # A key older than this may be reused for a new job.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
@@ -71,8 +79,8 @@ WITH item AS (
     UPDATE job_items
        SET status = 'succeeded', finished_at = now(), attempts = attempts + 1,
            started_at = coalesce(started_at, now() - make_interval(secs => %(duration_ms)s / 1000.0)),
-           result = %(result)s, http_status = %(http_status)s, final_url = %(final_url)s,
-           duration_ms = %(duration_ms)s
+           result = %(result)s::jsonb, result_bytes = %(result_bytes)s, http_status = %(http_status)s,
+           final_url = %(final_url)s, duration_ms = %(duration_ms)s
      WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
  RETURNING job_id
 )
@@ -86,7 +94,8 @@ WITH item AS (
        SET status = 'failed', finished_at = now(), attempts = attempts + %(attempt)s,
            started_at = coalesce(started_at, now()),
            last_error_code = %(code)s, last_error_message = %(message)s,
-           http_status = %(http_status)s
+           http_status = coalesce(%(http_status)s, http_status), final_url = coalesce(%(final_url)s, final_url),
+           duration_ms = coalesce(%(duration_ms)s, duration_ms)
      WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
  RETURNING job_id
 )
@@ -97,7 +106,7 @@ RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 _SKIP_ITEM = f"""
 WITH item AS (
     UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_message = %(reason)s
+       SET status = 'skipped', finished_at = now(), last_error_code = %(code)s, last_error_message = %(reason)s
      WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
  RETURNING job_id
 )
@@ -108,7 +117,7 @@ RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 _SKIP_PENDING_ITEMS = """
 WITH skipped AS (
     UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_message = %(reason)s
+       SET status = 'skipped', finished_at = now(), last_error_code = %(code)s, last_error_message = %(reason)s
      WHERE job_id = %(job_id)s AND status = 'pending'
  RETURNING 1
 )
@@ -122,7 +131,8 @@ RETURNING (SELECT count(*) FROM skipped) AS count
 _FINALISE_JOB = """
 WITH skipped AS (
     UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_message = %(item_reason)s
+       SET status = 'skipped', finished_at = now(), last_error_code = %(item_code)s,
+           last_error_message = %(item_reason)s
      WHERE job_id = %(job_id)s AND status = 'pending' AND %(skip_pending)s
        AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND status = ANY(%(sources)s))
  RETURNING 1
@@ -286,6 +296,7 @@ class JobRepository:
             "failed": outcome is JobOutcome.FAILED,
             "skip_pending": outcome is not JobOutcome.COMPLETED,
             "final_status": None if final_status is None else final_status.value,
+            "item_code": f"job_{outcome.value}",
             "item_reason": f"job {outcome.value}",
             "reason": reason,
         }
@@ -303,17 +314,23 @@ class JobRepository:
         self, job_id: UUID, seq: int, attempts_before: int, error: ItemError, retry_at: datetime
     ) -> bool:
         """Count a failed attempt that will be tried again at `retry_at`: the item stays pending
-        with its last error. Conditional on the item still having `attempts_before` attempts, so
-        of two deliveries racing on one attempt only one counts it; False for the other, and
-        when the item is already final."""
+        with its last error, and an `item_retried` event keeps the attempt in the job's history.
+        Conditional on the item still having `attempts_before` attempts, so of two deliveries racing
+        on one attempt only one counts it; False for the other, and when the item is already final."""
         self._cur.execute(
             """UPDATE job_items
                   SET attempts = attempts + 1, started_at = coalesce(started_at, now()),
-                      last_error_code = %s, last_error_message = %s, http_status = %s, next_attempt_at = %s
+                      last_error_code = %s, last_error_message = %s, http_status = %s, next_attempt_at = %s,
+                      final_url = coalesce(%s, final_url), duration_ms = coalesce(%s, duration_ms)
                 WHERE job_id = %s AND seq = %s AND status = 'pending' AND attempts = %s RETURNING seq""",
-            (error.code, error.message, error.http_status, retry_at, job_id, seq, attempts_before),
+            (error.code, error.message, error.http_status, retry_at, error.final_url, error.duration_ms,
+             job_id, seq, attempts_before),
         )
-        return self._cur.fetchone() is not None
+        if self._cur.fetchone() is None:
+            return False
+        data = {"seq": seq, "attempt": attempts_before + 1, "code": error.code, "http_status": error.http_status}
+        self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_RETRIED, error.message, data)
+        return True
 
     def mark_sent(self, job_id: UUID, seqs: Sequence[int], attempt: int) -> int:
         """Record that messages carrying `attempt` were sent for these pending items (never
@@ -336,16 +353,23 @@ class JobRepository:
         duration_ms: int,
     ) -> ItemOutcome:
         """pending -> succeeded with the extracted page, counting it on the job in the same
-        statement; `remaining == 0` tells exactly one caller it finished the job's last item."""
+        statement; `remaining == 0` tells exactly one caller it finished the job's last item. The
+        result's JSON size is stored with it, for listings that page by bytes. ResultNotStorableError
+        when PostgreSQL refuses the result as data (the transaction is then aborted)."""
+        document = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
         params = {
             "job_id": job_id,
             "seq": seq,
-            "result": Json(result),
+            "result": document,
+            "result_bytes": _utf8_size(document),
             "http_status": http_status,
             "final_url": final_url,
             "duration_ms": duration_ms,
         }
-        return self._finish_item(_SUCCEED_ITEM, params, ItemStatus.SUCCEEDED)
+        try:
+            return self._finish_item(_SUCCEED_ITEM, params, ItemStatus.SUCCEEDED)
+        except _REFUSED_DATA as exc:
+            raise ResultNotStorableError(f"{type(exc).__name__}, SQLSTATE {exc.pgcode}") from exc
 
     def fail_item(
         self,
@@ -356,15 +380,22 @@ class JobRepository:
         actor: str,
         http_status: int | None = None,
         counts_as_attempt: bool = True,
+        *,
+        final_url: str | None = None,
+        duration_ms: int | None = None,
     ) -> ItemOutcome:
         """pending -> failed for a permanent error, with an `item_failed` event. A worker's failure
-        is one more attempt; giving up on a poisoned message (`counts_as_attempt=False`) is not."""
+        is one more attempt; giving up on a poisoned message (`counts_as_attempt=False`) is not.
+        What the attempt learnt (HTTP status, final URL, duration) is kept; None keeps what an
+        earlier attempt recorded."""
         params = {
             "job_id": job_id,
             "seq": seq,
             "code": code,
             "message": message,
             "http_status": http_status,
+            "final_url": final_url,
+            "duration_ms": duration_ms,
             "attempt": 1 if counts_as_attempt else 0,
         }
         outcome = self._finish_item(_FAIL_ITEM, params, ItemStatus.FAILED)
@@ -373,19 +404,19 @@ class JobRepository:
             self._append_event(job_id, actor, JobEventType.ITEM_FAILED, message, data)
         return outcome
 
-    def skip_item(self, job_id: UUID, seq: int, reason: str) -> ItemOutcome:
-        """pending -> skipped (reason kept as the item's last error message), with an
+    def skip_item(self, job_id: UUID, seq: int, code: str, reason: str) -> ItemOutcome:
+        """pending -> skipped (reason code and text kept as the item's error), with an
         `item_skipped` event."""
-        params = {"job_id": job_id, "seq": seq, "reason": reason}
+        params = {"job_id": job_id, "seq": seq, "code": code, "reason": reason}
         outcome = self._finish_item(_SKIP_ITEM, params, ItemStatus.SKIPPED)
         if outcome.changed:
-            self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_SKIPPED, reason, {"seq": seq})
+            self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_SKIPPED, reason, {"seq": seq, "code": code})
         return outcome
 
-    def skip_pending_items(self, job_id: UUID, reason: str) -> int:
-        """Skip every pending item of a job and count them, with one `items_skipped` event;
-        returns how many were skipped (0 on a repeat)."""
-        self._cur.execute(_SKIP_PENDING_ITEMS, {"job_id": job_id, "reason": reason})
+    def skip_pending_items(self, job_id: UUID, code: str, reason: str) -> int:
+        """Skip every pending item of a job (reason code and text kept as each item's error) and
+        count them, with one `items_skipped` event; returns how many were skipped (0 on a repeat)."""
+        self._cur.execute(_SKIP_PENDING_ITEMS, {"job_id": job_id, "code": code, "reason": reason})
         row = self._cur.fetchone()
         if row is None:
             return 0
@@ -527,6 +558,13 @@ class JobRepository:
         if row is None:
             raise RuntimeError("statement returned no row")
         return row
+
+
+def _utf8_size(document: str) -> int:
+    try:
+        return len(document.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate: PostgreSQL could not take it either
+        raise ResultNotStorableError("the result is not valid Unicode text") from exc
 
 
 def _check_submission(

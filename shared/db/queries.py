@@ -1,10 +1,13 @@
 """Read side for the caller API: owner-scoped listings of jobs, items and events.
 
 Every listing pages by keyset (the last row's key, never OFFSET), so a page costs the same at
-row 100,000 as at row 0 and the API can hand the key back as an opaque cursor.
+row 100,000 as at row 0 and the API can hand the key back as an opaque cursor. Item pages are
+bounded by bytes as well as rows: each result's JSON size is stored with it, and a page stops
+before the running total passes its budget, in SQL, so rows past it are never read.
 """
 
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -25,13 +28,32 @@ SELECT * FROM jobs j
  LIMIT %(limit)s
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
+# What one item adds to a page besides its result: URL, final URL, error text and the fixed fields.
+ITEM_OVERHEAD_BYTES = 512
+# Results listings stop at about this many bytes of items, whatever `limit` says.
+ITEM_PAGE_MAX_BYTES = 4 * 1024 * 1024
+
+_ITEM_BYTES = f"""(coalesce(i.result_bytes, octet_length(i.result::text), 0) + octet_length(i.url)
+    + coalesce(octet_length(i.final_url), 0) + coalesce(octet_length(i.last_error_message), 0)
+    + {ITEM_OVERHEAD_BYTES})"""
+
+# The window's running total and look-ahead are computed row by row as the index scan goes, so the
+# outer LIMIT stops the scan; a first row is returned whatever its size, so every page moves on.
 _LIST_ITEMS = f"""
-SELECT i.* FROM job_items i JOIN jobs j ON j.id = i.job_id
- WHERE i.job_id = %(job_id)s AND {OWNER_SCOPE}
-   AND (%(statuses)s::text[] IS NULL OR i.status = ANY(%(statuses)s))
-   AND i.seq > %(after_seq)s
- ORDER BY i.seq
- LIMIT %(limit)s
+SELECT * FROM (
+    SELECT i.*, sum({_ITEM_BYTES}) OVER seq_order AS running_bytes,
+           row_number() OVER seq_order AS position,
+           lead(i.seq) OVER seq_order IS NOT NULL AS has_next
+      FROM job_items i JOIN jobs j ON j.id = i.job_id
+     WHERE i.job_id = %(job_id)s AND {OWNER_SCOPE}
+       AND (%(statuses)s::text[] IS NULL OR i.status = ANY(%(statuses)s))
+       AND i.seq > %(after_seq)s
+    WINDOW seq_order AS (ORDER BY i.seq)
+     ORDER BY i.seq
+     LIMIT %(limit)s
+) page
+ WHERE position = 1 OR running_bytes <= %(max_bytes)s
+ ORDER BY seq
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _CHILD_JOBS = f"""
@@ -46,6 +68,14 @@ SELECT e.* FROM job_events e JOIN jobs j ON j.id = e.job_id
  ORDER BY e.id
  LIMIT %(limit)s
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+
+@dataclass(frozen=True)
+class ItemSlice:
+    """One page of a job's items; `has_more` is True when more items follow it."""
+
+    items: list[JobItem]
+    has_more: bool
 
 
 class JobQueries:
@@ -89,17 +119,22 @@ class JobQueries:
         statuses: Collection[ItemStatus] | None = None,
         after_seq: int = -1,
         limit: int = 100,
-    ) -> list[JobItem]:
-        """One page of a job's items in seq order, after `after_seq` (owner None: admin)."""
+        max_bytes: int = ITEM_PAGE_MAX_BYTES,
+    ) -> ItemSlice:
+        """One page of a job's items in seq order after `after_seq`: at most `limit` items and about
+        `max_bytes` of them, but always one if any is left (owner None: admin)."""
         params = {
             **owner_params(owner),
             "job_id": job_id,
             "statuses": status_values(statuses),
             "after_seq": after_seq,
             "limit": limit,
+            "max_bytes": max_bytes,
         }
         self._cur.execute(_LIST_ITEMS, params)
-        return [item_from_row(row) for row in self._cur.fetchall()]
+        rows = self._cur.fetchall()
+        items = [item_from_row(row) for row in rows]
+        return ItemSlice(items, bool(rows) and rows[-1]["has_next"])
 
     def iter_items(
         self,
@@ -107,16 +142,17 @@ class JobQueries:
         owner: Owner | None,
         statuses: Collection[ItemStatus] | None = None,
         page_size: int = 1000,
+        page_bytes: int = ITEM_PAGE_MAX_BYTES,
     ) -> Iterator[JobItem]:
-        """All of a job's items in seq order, fetched a page at a time so an export of 100k
-        items holds one page in memory."""
+        """All of a job's items in seq order, fetched a page at a time (`page_size` items, about
+        `page_bytes`) so an export of 100k items holds one page in memory."""
         after_seq = -1
         while True:
-            page = self.list_items(job_id, owner, statuses, after_seq, page_size)
-            yield from page
-            if len(page) < page_size:
+            page = self.list_items(job_id, owner, statuses, after_seq, page_size, page_bytes)
+            yield from page.items
+            if not page.has_more:
                 return
-            after_seq = page[-1].seq
+            after_seq = page.items[-1].seq
 
     def list_events(
         self, job_id: UUID, owner: Owner | None, after_id: int = 0, limit: int = 100

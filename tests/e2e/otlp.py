@@ -27,6 +27,7 @@ def _value(any_value: Any) -> Any:
 @dataclass
 class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
+    raw_traces: list[bytes] = field(default_factory=list)  # every export as sent, events and statuses included
     metric_points: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -52,6 +53,7 @@ class OtlpReceiver:
     def _record_traces(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)
         with self._lock:
+            self.raw_traces.append(body)
             for resource in request.resource_spans:
                 for scope in resource.scope_spans:
                     self.spans.extend(ReceivedSpan(

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 def page_html(n: int) -> str:
@@ -22,7 +23,9 @@ class TestSite:
 
     """Serves on 127.0.0.1; `hits` counts requests per path; `flaky_failures` sets 503s before success;
     `/busy/<n>/...` answers 429 with `Retry-After: n` once, then the page; `/held/...` waits for
-    `released` (`held_now` and `held_most` count such requests in flight)."""
+    `released` (`held_now` and `held_most` count such requests in flight); `/redirect/...?to=<location>`
+    redirects there; `/latin1-location/...` redirects to a Location that is not UTF-8; `/encodings/<n>/...`
+    declares n gzip codings; `pages` maps more exact paths to the (status, body, headers) to answer."""
 
     def __init__(self, flaky_failures: int = 2, slow_seconds: float = 1.0, hang_seconds: float = 8.0) -> None:
         self.hits: Counter[str] = Counter()
@@ -33,6 +36,7 @@ class TestSite:
         self.released = threading.Event()
         self.held_now = 0
         self.held_most = 0
+        self.pages: dict[str, tuple[int, str, dict[str, str]]] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -67,6 +71,14 @@ class TestSite:
             return (429, "slow down", {"Retry-After": match[1]}) if count == 1 else (200, page_html(2), {})
         if path.startswith("/held/"):
             return self._hold()
+        if path.startswith("/latin1-location/"):
+            return 302, "", {"Location": "/caf\xe9"}  # sent as the single byte 0xE9
+        if match := re.fullmatch(r"/encodings/(\d+)/.*", path):
+            return 200, page_html(5), {"Content-Encoding": ", ".join(["gzip"] * int(match[1]))}
+        if path in self.pages:
+            return self.pages[path]
+        if path.startswith("/redirect/"):  # `/redirect/...?to=<location>` answers 302 to that location
+            return 302, "moved", {"Location": parse_qs(urlsplit(target).query)["to"][0]}
         if path.startswith("/slow/") or path.startswith("/hang/"):
             time.sleep(self.slow_seconds if path.startswith("/slow/") else self.hang_seconds)
             return 200, page_html(1), {}

@@ -106,7 +106,7 @@ def test_mixed_duplicated_deliveries_keep_counters_exact(
     kinds: list[Callable[[int], Callable[[UnitOfWork], ItemOutcome]]] = [
         lambda seq: complete(job, seq),
         lambda seq: lambda tx: tx.jobs.fail_item(job.id, seq, "http_500", "boom", "worker", 500),
-        lambda seq: lambda tx: tx.jobs.skip_item(job.id, seq, "robots.txt"),
+        lambda seq: lambda tx: tx.jobs.skip_item(job.id, seq, "robots_txt", "robots.txt"),
     ]
     # Every item is delivered twice, once as each of two different results.
     operations = [kinds[(seq + twice) % 3](seq) for seq in range(120) for twice in (0, 1)]

@@ -364,7 +364,7 @@ def test_request_cancel_of_a_finished_job_is_refused(
 ITEM_TRANSITIONS: dict[str, Callable[[JobRepository, Job, int], Any]] = {
     "complete": lambda jobs, job, seq: jobs.complete_item(job.id, seq, {"title": "x"}, 200, "https://f.test/", 7),
     "fail": lambda jobs, job, seq: jobs.fail_item(job.id, seq, "http_404", "not found", "worker", 404),
-    "skip": lambda jobs, job, seq: jobs.skip_item(job.id, seq, "robots.txt"),
+    "skip": lambda jobs, job, seq: jobs.skip_item(job.id, seq, "robots_txt", "robots.txt"),
 }
 
 
@@ -416,13 +416,13 @@ def test_a_retry_counts_its_attempt_once_and_keeps_the_item_pending(
     first = jobs.record_retry(running_job.id, 3, 0, timeout, LATER)
     same_attempt_again = jobs.record_retry(running_job.id, 3, 0, timeout, LATER)
     second = jobs.record_retry(running_job.id, 3, 1, ItemError("http_error", "HTTP 503", 503), LATER)
-    jobs.skip_item(running_job.id, 3, "cancelled")
+    jobs.skip_item(running_job.id, 3, "job_cancelled", "cancelled")
     after_final = jobs.record_retry(running_job.id, 3, 2, timeout, LATER)
 
     assert (first, same_attempt_again, second, after_final) == (True, False, True, False)
     [item] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 3", (running_job.id,))
     assert (item["attempts"], item["last_error_code"], item["http_status"], item["status"]) == (
-        2, "http_error", 503, "skipped")
+        2, "job_cancelled", 503, "skipped")
     assert item["next_attempt_at"] == LATER
     assert jobs.pending_item_seqs(running_job.id) == [0, 1, 2]
 
@@ -462,8 +462,8 @@ def test_skip_pending_items_counts_and_logs_once(
 ) -> None:
     jobs.complete_item(running_job.id, 1, {}, 200, None, 5)
 
-    first = jobs.skip_pending_items(running_job.id, "quota exhausted")
-    again = jobs.skip_pending_items(running_job.id, "quota exhausted")
+    first = jobs.skip_pending_items(running_job.id, "quota_exhausted", "quota exhausted")
+    again = jobs.skip_pending_items(running_job.id, "quota_exhausted", "quota exhausted")
 
     assert (first, again) == (3, 0)
     assert assert_counters_match_items(fetch_rows, running_job)["skipped"] == 3
@@ -503,7 +503,7 @@ def test_get_job_is_owner_scoped(running_job: Job, jobs: JobRepository, other_ow
 
 def test_progress_reports_counters_and_deadline(running_job: Job, jobs: JobRepository) -> None:
     jobs.complete_item(running_job.id, 0, {}, 200, None, 5)
-    jobs.skip_item(running_job.id, 1, "robots")
+    jobs.skip_item(running_job.id, 1, "robots_txt", "robots")
 
     progress = jobs.progress(running_job.id)
 
@@ -598,10 +598,10 @@ def test_list_items_and_iter_items_page_by_seq(
         streamed = [item.seq for item in tx.queries.iter_items(job.id, None, page_size=4)]
     hidden = queries.list_items(job.id, other_owner)
 
-    assert [item.seq for item in page] == [10, 11, 12]
-    assert [item.seq for item in failed] == [0, 5, 10, 15, 20]
+    assert ([item.seq for item in page.items], page.has_more) == ([10, 11, 12], True)
+    assert ([item.seq for item in failed.items], failed.has_more) == ([0, 5, 10, 15, 20], False)
     assert streamed == list(range(25))
-    assert hidden == []
+    assert (hidden.items, hidden.has_more) == ([], False)
 
 
 def test_list_events_pages_in_order(

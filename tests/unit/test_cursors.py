@@ -81,3 +81,12 @@ def test_offsets_of_the_same_instant_make_the_same_position() -> None:
     utc = JobPageKey(created_at=datetime(2026, 1, 1, 12, tzinfo=UTC), id=job_id)
     paris = JobPageKey(created_at=datetime(2026, 1, 1, 13, tzinfo=timezone(timedelta(hours=1))), id=job_id)
     assert decode_job_cursor(encode_job_cursor(paris, JOBS), JOBS) == utc
+
+
+@pytest.mark.parametrize("offset", ["+23:59", "-16:00", "+01:00"])
+def test_a_job_cursor_edited_to_another_offset_is_a_bad_request(offset: str) -> None:
+    # The same instant re-encoded by hand: PostgreSQL refuses offsets past ±15:59, and no cursor we make has one.
+    moment = datetime(2026, 1, 1, 12, tzinfo=UTC).astimezone(timezone(timedelta(hours=int(offset[:3]),
+                                                                                 minutes=int(offset[4:]))))
+    with pytest.raises(BadRequest, match="not valid"):
+        decode_job_cursor(encode_cursor([moment.isoformat(), str(uuid4())], JOBS), JOBS)

@@ -65,7 +65,8 @@ def test_a_succeeded_item_flattens_to_one_row_of_named_columns() -> None:
         "final_url": "https://example.test/7/", "content_type": "text/html", "title": "Page 7",
         "description": "About it", "canonical": None, "lang": "en", "og_title": "OG", "og_description": None,
         "og_site_name": "Site", "og_image": None, "published_time": "2026-01-01T00:00:00Z", "h1": "One | Two",
-        "word_count": 42, "links_count": 2, "excerpt": "Words", "text_sha256": "ab" * 32, "error_code": None,
+        "word_count": 42, "links_count": 2, "truncated": None, "excerpt": "Words", "text_sha256": "ab" * 32,
+        "error_code": None,
         "error_message": None, "duration_ms": 12, "finished_at": FINISHED,
     }
 
@@ -108,12 +109,12 @@ def test_csv_keeps_commas_quotes_and_newlines_inside_cells() -> None:
 def test_csv_starts_with_the_header_and_has_one_row_per_item() -> None:
     text = "".join(csv_chunks(succeeded(seq) for seq in range(3)))
     lines = text.split("\r\n")
-    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert lines[0] == ",".join(f'"{column}"' for column in CSV_COLUMNS)
     assert [row["seq"] for row in read_csv(iter([text]))] == ["0", "1", "2"]
 
 
 def test_an_empty_export_is_just_the_header() -> None:
-    assert "".join(csv_chunks([])) == ",".join(CSV_COLUMNS) + "\r\n"
+    assert "".join(csv_chunks([])) == ",".join(f'"{column}"' for column in CSV_COLUMNS) + "\r\n"
     assert list(ndjson_chunks([])) == []
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.extract import EXCERPT_CHARS, Link, extract
+from shared.extract import EXCERPT_CHARS, MAX_HEADINGS, MAX_LINKS, Link, Truncation, extract
 from shared.fetch import FetchedPage
 from shared.html_charset import decode_html
 
@@ -270,14 +270,15 @@ def test_empty_document() -> None:
     assert data.text_sha256 == sha256("")
 
 
-def test_huge_page_under_the_cap_is_fully_extracted() -> None:
-    # The largest page fetch() lets through (5 MiB): every link and heading is kept.
+def test_huge_page_under_the_cap_is_extracted_up_to_the_caps() -> None:
+    # The largest page fetch() lets through (5 MiB): every word counts, lists stop at their caps.
     sections = "".join(
         f'<h2>Part {i}</h2><p>{"lorem " * 80}<a href="/p/{i}">more</a></p>' for i in range(9000)
     )
     assert len(sections) > 4 * 1024 * 1024
     data = extract(page_of(f"<title>Huge</title><body>{sections}</body>"))
-    assert (len(data.headings.h2), len(data.links), data.word_count) == (9000, 9000, 9000 * 83)
+    assert (len(data.headings.h2), len(data.links), data.word_count) == (MAX_HEADINGS, MAX_LINKS, 9000 * 83)
+    assert data.truncated == Truncation(links=9000 - MAX_LINKS, headings=9000 - MAX_HEADINGS)
 
 
 def test_deeply_nested_markup_does_not_overflow_the_stack() -> None:

@@ -232,7 +232,7 @@ def test_max_redirects_zero_refuses_any_redirect(site: LocalSite) -> None:
 @pytest.mark.parametrize("location", ["http://%5B", "//%5Bx%5D/", "http://exa%00mple.test/"])
 def test_malformed_redirect_location_is_invalid(site: LocalSite, location: str) -> None:
     error = fetch_error(f"{site.url}/location/{location}", site.limits)
-    assert (error.code, error.retryable) == ("invalid_url", False)
+    assert (error.code, error.retryable) == ("invalid_redirect", False)
 
 
 def test_resolves_each_hop_exactly_once(site: LocalSite) -> None:

@@ -29,8 +29,43 @@ def test_the_hosts_comma_joined_params_are_used_when_the_url_has_no_query() -> N
 
 
 def test_absent_or_blank_parameters_take_their_defaults() -> None:
-    parsed = parse_query(request("status=&limit=&cursor=&unknown=1"), JobListQuery)
+    parsed = parse_query(request("status=&limit=&cursor="), JobListQuery)
     assert (parsed.status, parsed.limit, parsed.cursor) == (None, 20, None)
+
+
+@pytest.mark.parametrize(("query", "params"), [("stauts=failed&limit=5", {}), ("", {"stauts": "failed", "limit": "5"}),
+                                               ("unknown=", {})])
+def test_an_unknown_parameter_is_a_400_naming_it(query: str, params: dict[str, str]) -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse_query(request(query, params), JobListQuery)
+    problem = raised.value.problem()
+    [error] = problem["errors"]
+    assert (problem["status"], error["loc"], error["type"]) == (400, [query.partition("=")[0] or "stauts"],
+                                                                "extra_forbidden")
+    assert "created_after" in error["msg"]  # it names the parameters the endpoint takes
+
+
+@pytest.mark.parametrize(("query", "name", "export"), [
+    ("format=csv&limit=10", "limit", "csv"), ("format=ndjson&cursor=abc", "cursor", "ndjson"),
+    ("limit=10&format=csv", "limit", "csv"),
+])
+def test_paging_an_export_is_refused_rather_than_ignored(query: str, name: str, export: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse_query(request(query), ResultsQuery)
+    assert raised.value.problem()["errors"] == [{
+        "loc": [name], "type": "value_error",
+        "msg": f"{name} pages format=json only; format={export} returns every matching item"}]
+
+
+def test_an_export_without_paging_and_a_json_page_are_fine() -> None:
+    assert parse_query(request("format=csv&status=failed"), ResultsQuery).format == "csv"
+    assert parse_query(request("format=json&limit=10&cursor=abc"), ResultsQuery).limit == 10
+
+
+def test_query_errors_read_as_sentences() -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse_query(request("limit=ten"), JobListQuery)
+    assert raised.value.problem()["errors"] == [{"loc": ["limit"], "msg": "must be an integer", "type": "int_parsing"}]
 
 
 def test_instants_need_an_offset() -> None:

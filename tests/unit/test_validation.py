@@ -4,7 +4,7 @@ from pydantic import ValidationError
 
 from shared.errors import ValidationFailed
 from shared.job_service import _check_limits, request_hash
-from shared.schemas import SubmitJobRequest
+from shared.schemas import URL_RULES, SubmitJobRequest, UrlRules
 from shared.settings import Settings
 
 LOCAL = {"TRAWL_ENVIRONMENT": "local", "TRAWL_DATABASE_URL": "postgresql://localhost/trawl",
@@ -41,12 +41,16 @@ def test_valid_body_is_normalised() -> None:
 def test_limits_name_each_offending_field(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(monkeypatch, TRAWL_MAX_URLS_PER_JOB="2", TRAWL_MAX_URL_LENGTH="64",
                          TRAWL_MAX_DEADLINE_SECONDS="100", TRAWL_DEFAULT_DEADLINE_SECONDS="50")
-    request = SubmitJobRequest.model_validate({"urls": ["https://a.example/", "https://b.example/" + "x" * 80,
-                                                        "https://c.example/"], "options": {"deadline_seconds": 500}})
+    body = {"urls": ["https://a.example/", "https://b.example/" + "x" * 80, "https://c.example/"],
+            "options": {"deadline_seconds": 500}}
+    with pytest.raises(ValidationError) as too_long:  # a URL's length is checked with the URL itself
+        SubmitJobRequest.model_validate(body, context={URL_RULES: UrlRules.of(settings)})
+    assert [(e["loc"], e["type"]) for e in too_long.value.errors()] == [(("urls", 1), "url_too_long")]
+
     with pytest.raises(ValidationFailed) as raised:
-        _check_limits(request, settings)
+        _check_limits(SubmitJobRequest.model_validate(body), settings)
     locs = [e["loc"] for e in raised.value.extensions["errors"]]
-    assert locs == [["urls"], ["urls", 1], ["options", "deadline_seconds"]]
+    assert locs == [["urls"], ["options", "deadline_seconds"]]
 
 
 def test_request_hash_ignores_key_order_but_not_content() -> None:
