@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +24,8 @@ log = logging.getLogger("devhost")
 # From SIGTERM or Ctrl-C to exit, whatever is still running: within the 10 s that process managers (and
 # the test harness) give before SIGKILL.
 STOP_SECONDS = 9.0
+# How often the main thread looks for a stop request (signals, or a lost task hub lock).
+STOP_POLL_SECONDS = 0.1
 
 
 def _parse(argv: list[str]) -> HostOptions:
@@ -44,8 +47,11 @@ def main(argv: list[str]) -> int:
     # The Azure SDKs log every HTTP request at INFO; the host log is about functions.
     logging.getLogger("azure").setLevel(logging.WARNING)
     host = Host(_parse(argv))
-    signal.signal(signal.SIGTERM, lambda *_: host.stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: host.stopped.set())
+    requested: list[int] = []
+    # The handlers only append: Event.set() takes the event's lock, which the main thread may hold inside
+    # Event.wait() at the moment the signal arrives, and the handler runs on that same thread (a deadlock).
+    signal.signal(signal.SIGTERM, lambda signum, _: requested.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: requested.append(signum))
     try:
         host.start()
     except ConfigError as exc:
@@ -55,7 +61,8 @@ def main(argv: list[str]) -> int:
     except BaseException:
         host.stop()
         raise
-    host.stopped.wait()
+    while not (requested or host.stopped.is_set()):
+        time.sleep(STOP_POLL_SECONDS)
     log.info("devhost is stopping")
     _exit_within(STOP_SECONDS)
     if not host.stop():

@@ -97,12 +97,18 @@ def is_connection_error(exc: BaseException) -> bool:
     later attempt can survive; False for errors in the statement or the data."""
     if isinstance(exc, (PoolError, psycopg2.InterfaceError)):
         return True
-    if isinstance(exc, psycopg2.OperationalError):
-        # No SQLSTATE: libpq could not connect or lost the socket. 08: connection exception;
-        # 57P: operator intervention (shutdown, crash recovery); 53300: too many connections.
-        code = exc.pgcode
-        return code is None or code.startswith(("08", "57P")) or code == "53300"
-    return False
+    if not isinstance(exc, psycopg2.DatabaseError):
+        return False
+    # A socket lost mid-statement (a crashed or killed server) may surface as a bare DatabaseError.
+    cursor = getattr(exc, "cursor", None)
+    if cursor is not None and cursor.connection.closed:
+        return True
+    code = exc.pgcode
+    if code is None:
+        # No SQLSTATE: libpq could not connect or lost the socket.
+        return type(exc) in (psycopg2.DatabaseError, psycopg2.OperationalError)
+    # 08: connection exception; 57P: operator intervention (shutdown, crash recovery); 53300: too many connections.
+    return isinstance(exc, psycopg2.OperationalError) and (code.startswith(("08", "57P")) or code == "53300")
 
 
 def _raise_if_unavailable(exc: BaseException) -> None:

@@ -25,7 +25,7 @@ from shared.db.connection import (
     UrlDatabase,
     connect_kwargs,
 )
-from shared.db.unit_of_work import in_transaction, read, uow
+from shared.db.unit_of_work import in_transaction, is_connection_error, read, uow
 from shared.errors import DatabaseUnavailable
 from shared.models import ANONYMOUS_OWNER
 
@@ -219,3 +219,16 @@ def test_unit_of_work_rolls_back_on_error_and_commits_only_when_asked(
         tx.commit()
 
     assert len(fetch_rows("SELECT id FROM jobs")) == 1
+
+
+@pytest.mark.parametrize(("error", "outage"), [
+    (psycopg2.DatabaseError("server closed the connection unexpectedly"), True),
+    (psycopg2.OperationalError("could not connect to server"), True),
+    (psycopg2.InterfaceError("connection already closed"), True),
+    (psycopg2.pool.PoolError("no database connection free"), True),
+    (psycopg2.DataError("invalid input syntax"), False),
+    (psycopg2.ProgrammingError("syntax error"), False),
+    (ValueError("not a database error"), False),
+])
+def test_what_counts_as_the_database_being_unavailable(error: BaseException, outage: bool) -> None:
+    assert is_connection_error(error) is outage
