@@ -26,10 +26,16 @@ $(INFRA_STAMP): requirements-infra.txt
 	$(INFRA_VENV)/bin/pip install -q -r requirements-infra.txt
 	touch $@
 
-# Starts devhost with embedded Azurite and PostgreSQL on 127.0.0.1:7071 (Ctrl-C stops everything).
+# Starts devhost with embedded Azurite and PostgreSQL on 127.0.0.1:$(PORT) (Ctrl-C stops everything).
+# `make run PORT=7072` when 7071 is taken. The app checks dev tokens against devhost's JWKS: on a port other
+# than 7071 its URL is set in the environment, which wins over local.settings.json (whose value stands on
+# 7071; a TRAWL_AUTH_JWKS_URL you export yourself wins over both). `:=`, not `?=`: a PORT in the environment
+# often means something else.
+PORT := 7071
 run: install
 	@test -f local.settings.json || (cp local.settings.sample.json local.settings.json && echo "created local.settings.json from local.settings.sample.json")
-	$(BIN)/python -m devhost --script-root . --port 7071
+	$(if $(filter-out 7071,$(PORT)),TRAWL_AUTH_JWKS_URL="$${TRAWL_AUTH_JWKS_URL:-http://127.0.0.1:$(PORT)/.devhost/jwks}") \
+	$(BIN)/python -m devhost --script-root . --port $(PORT)
 
 test: install $(INFRA_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ from typing import NoReturn
 from devhost import devauth
 from devhost.config import ConfigError
 from devhost.host import Host, HostOptions
+from devhost.services import CannotStart, ensure_port_free
 
 log = logging.getLogger("devhost")
 
@@ -46,15 +47,18 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
     # The Azure SDKs log every HTTP request at INFO; the host log is about functions.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    host = Host(_parse(argv))
+    options = _parse(argv)
+    host = Host(options)
     requested: list[int] = []
     # The handlers only append: Event.set() takes the event's lock, which the main thread may hold inside
     # Event.wait() at the moment the signal arrives, and the handler runs on that same thread (a deadlock).
     signal.signal(signal.SIGTERM, lambda signum, _: requested.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _: requested.append(signum))
     try:
+        ensure_port_free(options.port, f"stop it, or choose another port: make run PORT={options.port + 1} "
+                                       f"(python -m devhost --port {options.port + 1})")
         host.start()
-    except ConfigError as exc:
+    except (ConfigError, CannotStart) as exc:
         log.error("devhost cannot start: %s", exc)
         host.stop()
         return 1

@@ -1,6 +1,9 @@
-"""Embedded Azurite and PostgreSQL, started only when the app's settings point at nothing running."""
+"""Embedded Azurite and PostgreSQL, started only when the app's settings point at nothing running, and the
+check that a port devhost needs is free."""
 from __future__ import annotations
 
+import errno
+import http.client
 import logging
 import shutil
 import socket
@@ -17,10 +20,42 @@ AZURITE_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 DEV_STORAGE = "UseDevelopmentStorage=true"
 
 
+class CannotStart(Exception):
+    """devhost cannot start for a reason outside it (a port in use, Azurite exiting); the message says what to do."""
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def ensure_port_free(port: int, remedy: str) -> None:
+    """CannotStart, ending with `remedy`, when 127.0.0.1:`port` cannot be listened on because it is in use.
+
+    Binds as the HTTP server will (SO_REUSEADDR, so a port in TIME_WAIT counts as free), before any service
+    starts: a taken port is reported in a line, not as a traceback after Azurite and PostgreSQL have started.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise CannotStart(f"port {port} on 127.0.0.1 is already in use by another program; {remedy}") from None
+
+
+def serves_azurite(port: int) -> bool:
+    """True when 127.0.0.1:`port` answers HTTP as Azurite does (`Server: Azurite-Blob/3.x`)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/")
+        return (connection.getresponse().getheader("Server") or "").startswith("Azurite-")
+    except (OSError, http.client.HTTPException):  # not HTTP at all: not Azurite
+        return False
+    finally:
+        connection.close()
 
 
 @dataclass
@@ -31,21 +66,32 @@ class Azurite:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        if all(port_open(p) for p in AZURITE_PORTS.values()):
+        if self._running_already():
             log.info("Azurite is already listening on 10000-10002; using it")
             return
         binary = self._install()
         data = self.state_dir / "azurite-data"
         data.mkdir(parents=True, exist_ok=True)
-        log_file = (self.state_dir / "azurite.log").open("ab")
+        log_path = self.state_dir / "azurite.log"
+        log_file = log_path.open("ab")
+        written_from = log_file.tell()
         # Without --disableTelemetry Azurite takes 30-40 s to stop on a machine with no internet access.
         self.process = subprocess.Popen(
             [str(binary), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--location", str(data),
              "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        _wait_for(lambda: all(port_open(p) for p in AZURITE_PORTS.values()), 30, "Azurite")
+        _wait_until_listening(self.process, log_path, written_from)
         log.info("Azurite started (data in %s)", data)
+
+    def _running_already(self) -> bool:
+        """True when an Azurite answers on all of 10000-10002; CannotStart when only some of them are taken,
+        or any by another program, since an Azurite of devhost's own could not listen there."""
+        taken = {name: port for name, port in AZURITE_PORTS.items() if port_open(port)}
+        theirs = {name for name, port in taken.items() if not serves_azurite(port)}
+        if taken and (theirs or len(taken) < len(AZURITE_PORTS)):
+            raise CannotStart(_azurite_ports_taken(taken, theirs))
+        return bool(taken)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -93,6 +139,32 @@ class Postgres:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path, written_from: int) -> None:
+    """Return once Azurite listens; CannotStart at once, with the reason from its log, if it exits."""
+    _wait_for(lambda: process.poll() is not None or all(port_open(p) for p in AZURITE_PORTS.values()), 30, "Azurite")
+    if process.poll() is not None:
+        raise CannotStart(f"Azurite exited as it started: {_exit_reason(log_path, written_from)}")
+
+
+def _azurite_ports_taken(taken: dict[str, int], theirs: set[str]) -> str:
+    held = "; ".join(f"{port} ({name}) is taken by {'a program that is not' if name in theirs else 'an'} Azurite"
+                     for name, port in taken.items())
+    return (f"Azurite needs ports 10000-10002 on 127.0.0.1, but {held}: stop what listens there, or run a whole "
+            "Azurite (blob, queue and table) there for devhost to use")
+
+
+def _exit_reason(log_path: Path, written_from: int) -> str:
+    """The error line this run wrote to Azurite's log (`... listen EADDRINUSE: address already in use
+    127.0.0.1:10001`), else its last line."""
+    with log_path.open("rb") as log_file:
+        log_file.seek(written_from)
+        lines = log_file.read().decode(errors="replace").strip().splitlines()
+    errors = [line for line in lines if "error" in line.lower()]
+    if errors:
+        return errors[0]
+    return lines[-1] if lines else f"nothing in {log_path}"
 
 
 def _wait_for(ready: Callable[[], bool], seconds: float, what: str) -> None:

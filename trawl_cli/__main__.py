@@ -1,6 +1,7 @@
-"""`python -m trawl_cli [global options] COMMAND ...`: parse the command line, run one command, and end with
-its exit code: 0 done, 1 a followed job ended failed/cancelled/timed_out, 2 usage, 3 API or network
-error, 130 interrupted. Every failure is one `trawl: ...` line on stderr, never a traceback."""
+"""`trawl [global options] COMMAND ...` (or `python -m trawl_cli`): parse the command line, run one command,
+and end with its exit code: 0 done, 1 a followed job ended failed/cancelled/timed_out or with no URL
+succeeded, 2 usage, 3 API or network error, 130 interrupted. Every failure is one `trawl: ...` line on
+stderr, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ from trawl_cli import __version__, jobs, logs, results
 from trawl_cli.auth import CredentialOptions, resolve_token
 from trawl_cli.client import TrawlClient, one_line
 from trawl_cli.errors import EXIT_INTERRUPTED, CliError, UsageError
-from trawl_cli.render import Terminal
+from trawl_cli.render import OutputMode, Terminal
 
 DEFAULT_API_URL = "http://127.0.0.1:7071"
 
@@ -37,10 +38,14 @@ def build_parser() -> Parser:
                         help="get an Entra ID token for SCOPE, e.g. api://trawl/.default (env TRAWL_API_SCOPE)")
     common.add_argument("--verbose", "-v", action="store_true",
                         help="print each HTTP call and idempotency key on stderr")
+    common.add_argument("--json", action="store_true",
+                        help="print JSON: one document, or one line per entry (NDJSON) when following a job or a log")
+    common.add_argument("--quiet", "-q", action="store_true",
+                        help="print only what a script goes on with: a new job's id, a status, the data asked for")
     parser = Parser(prog="trawl", parents=[common], description="Submit and follow Trawl scraping jobs.",
-                    epilog="Exit codes: 0 done (a job completed_with_errors included); 1 a job followed with --wait "
-                           "or watch ended failed, cancelled or timed_out; 2 usage; 3 API or network error; "
-                           "130 interrupted.")
+                    epilog="Exit codes: 0 done (a job completed_with_errors included, if some URL succeeded); 1 a job "
+                           "followed with --wait or watch ended failed, cancelled or timed_out, or with no URL "
+                           "succeeded; 2 usage; 3 API or network error; 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"trawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (jobs, results, logs):
@@ -51,8 +56,8 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        client = _client(args)
-        return int(args.run(args, client, Terminal()))
+        terminal = Terminal(mode=_output_mode(args))
+        return int(args.run(args, _client(args), terminal))
     except CliError as exc:
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -60,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (`trawl list | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _output_mode(args: argparse.Namespace) -> OutputMode:
+    json_output, quiet = getattr(args, "json", False), getattr(args, "quiet", False)
+    if json_output and quiet:
+        raise UsageError("--json and --quiet cannot be used together")
+    return OutputMode.JSON if json_output else OutputMode.QUIET if quiet else OutputMode.TEXT
 
 
 def _client(args: argparse.Namespace) -> TrawlClient:

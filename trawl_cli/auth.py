@@ -10,6 +10,7 @@ through a device-code sign-in; tokens are cached and renewed shortly before they
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -69,8 +70,11 @@ def dev_token(user: str, api_url: str) -> TokenSource:
     host = urlsplit(api_url).hostname or ""
     if host not in LOCAL_HOSTS:
         raise UsageError(f"--dev-user only works against a devhost on this machine, not {host or api_url!r}")
-    from devhost.devauth import DevIssuer  # the repo's devhost: only needed for local development
-
+    try:
+        from devhost.devauth import DevIssuer  # the repo's devhost: only needed for local development
+    except ImportError:  # an installed `trawl` has no devhost beside it
+        raise UsageError("--dev-user needs the Trawl repository's devhost (`python -m trawl_cli` in the repository); "
+                         "elsewhere pass a token from `python -m devhost token` with --token or TRAWL_TOKEN") from None
     issuer = DevIssuer(DEVHOST_STATE)
     return CachedToken(lambda: (issuer.mint(user, DEV_ROLES, minutes=DEV_TOKEN_MINUTES),
                                 time.time() + DEV_TOKEN_MINUTES * 60))
@@ -81,17 +85,30 @@ def entra_token(scope: str) -> TokenSource:
     from azure.core.exceptions import ClientAuthenticationError
     from azure.identity import AzureCliCredential, ChainedTokenCredential, DeviceCodeCredential
 
+    # The SDK also logs each failed sign-in as a multi-line warning on stderr: the error raised below says it
+    # all in one line.
+    sdk_log = logging.getLogger("azure")
+    sdk_log.addHandler(logging.NullHandler())
+    sdk_log.propagate = False
     credential = ChainedTokenCredential(AzureCliCredential(), DeviceCodeCredential(prompt_callback=_device_code_prompt))
 
     def fetch() -> tuple[str, float]:
         try:
             access = credential.get_token(scope)
         except ClientAuthenticationError as exc:
-            reason = one_line(exc.message or str(exc))
+            reason = one_line(sign_in_failure(exc.message or str(exc)))
             raise CredentialError(f"could not get an Entra ID token for {scope}: {reason}") from None
         return access.token, float(access.expires_on)
 
     return CachedToken(fetch)
+
+
+def sign_in_failure(message: str) -> str:
+    """What each way of signing in said, from ChainedTokenCredential's message (its `Attempted credentials:`,
+    without the preamble and the link to a troubleshooting guide); other messages as they are."""
+    attempts = message.partition("Attempted credentials:")[2].partition("To mitigate this issue")[0]
+    said = [attempt.strip() for attempt in attempts.split("\n\t") if attempt.strip()]
+    return "; ".join(said) if said else message
 
 
 class CachedToken:

@@ -27,6 +27,7 @@ NOT_PERFORMED_STATUSES = frozenset({429, 503})
 MAX_RESULTS_PAGE = 1000
 MAX_LOGS_PAGE = 1000
 ONE_LINE_CHARS = 300
+ERRORS_SHOWN = 3  # of a 422's request errors, in its one-line message
 
 TokenSource = Callable[[], str]
 
@@ -119,6 +120,11 @@ class Job:
     def counts(self) -> tuple[int, int, int, int]:
         return self.succeeded, self.failed, self.skipped, self.total
 
+    @property
+    def nothing_succeeded(self) -> bool:
+        """Ended without a single scraped page, whatever its status says (all failed or skipped)."""
+        return self.is_final and self.succeeded == 0
+
 
 @dataclass(frozen=True)
 class JobReply:
@@ -178,11 +184,11 @@ class TrawlClient:
 
     # --- results and logs -----------------------------------------------------------------------------------
 
-    def iter_results(self, job_id: str) -> Iterator[dict[str, Any]]:
-        """Every item of a job in submission order, following `next_cursor` page by page."""
+    def iter_results(self, job_id: str, statuses: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Every item of a job (in these statuses, if any) in submission order, following `next_cursor`."""
         cursor: str | None = None
         while True:
-            params = {"format": "json", "limit": MAX_RESULTS_PAGE, "cursor": cursor}
+            params = {"format": "json", "limit": MAX_RESULTS_PAGE, "cursor": cursor, "status": list(statuses) or None}
             page = _json(self._request("GET", f"{_job_path(job_id)}/results", params=params))
             yield from _field(page, "items")
             cursor = _field(page, "next_cursor")
@@ -270,7 +276,12 @@ def api_error(response: requests.Response) -> ApiError:
     if problem is None:
         title = response.reason or _phrase(status)
         return ApiError(status, title, one_line(response.text or ""))
-    title = str(problem.get("title") or response.reason or _phrase(status))
+    return problem_error(status, problem, response.reason)
+
+
+def problem_error(status: int, problem: dict[str, Any], reason: str | None = None) -> ApiError:
+    """The error of a problem+json body: its title, then its detail and the request errors it lists."""
+    title = str(problem.get("title") or reason or _phrase(status))
     detail = str(problem.get("detail") or "")
     errors = problem.get("errors")
     if isinstance(errors, list) and errors:
@@ -296,10 +307,15 @@ def _problem_body(response: requests.Response) -> dict[str, Any] | None:
 
 
 def _describe_errors(errors: list[Any]) -> str:
-    first = errors[0] if isinstance(errors[0], dict) else {}
-    where = ".".join(str(part) for part in first.get("loc", []))
-    text = f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
-    return text + (f"; and {len(errors) - 1} more" if len(errors) > 1 else "")
+    """The first few request errors as `where: what`, and how many more there are."""
+    shown = [_describe_error(error if isinstance(error, dict) else {}) for error in errors[:ERRORS_SHOWN]]
+    more = len(errors) - ERRORS_SHOWN
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", []))
+    return f"{where}: {error.get('msg', '')}" if where else str(error.get("msg", ""))
 
 
 def _phrase(status: int) -> str:

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from trawl_cli.client import Backoff, Job, JobReply, TrawlClient
-from trawl_cli.errors import Interrupted, JobUnsuccessful, UsageError
-from trawl_cli.render import Terminal, job_details, job_summary, local_time, progress_cell
+from trawl_cli.client import Backoff, Job, JobReply, TrawlClient, problem_error
+from trawl_cli.errors import ApiError, Interrupted, JobUnsuccessful, UsageError
+from trawl_cli.render import OutputMode, Terminal, job_details, job_summary, local_time, progress_cell
+from trawl_cli.retries import RetryWatch
 
 JOB_STATUSES = ("pending", "running", "succeeded", "completed_with_errors", "failed", "cancelled", "timed_out")
-# A finished job with some failed URLs still did its work: only these outcomes fail `--wait` and `watch`.
+# A finished job with some failed URLs still did its work: these outcomes, or no URL succeeded, fail a follow.
 UNSUCCESSFUL = frozenset({"failed", "cancelled", "timed_out"})
 MAX_LIST_PAGE = 100
 
@@ -35,7 +36,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], comm
 
     status = commands.add_parser("status", parents=[common], help="show a job")
     status.add_argument("job_id", metavar="ID")
-    status.add_argument("--json", action="store_true", help="print the API's JSON as is")
     status.set_defaults(run=run_status)
 
     listing = commands.add_parser("list", parents=[common], help="list your jobs, newest first")
@@ -57,29 +57,55 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], comm
     retry = commands.add_parser("retry", parents=[common], help="retry a finished job's failed URLs in a new job")
     retry.add_argument("job_id", metavar="ID")
     retry.add_argument("--include-skipped", action="store_true", help="retry skipped URLs too")
+    retry.add_argument("--wait", action="store_true", help="follow the new job's progress until it ends")
     retry.set_defaults(run=run_retry)
 
 
+@dataclass
+class UrlList:
+    """URLs to submit, each with where it was read (`urls.txt line 7`), to name it in the API's errors."""
+
+    urls: list[str] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
+
+    def add(self, url: str, origin: str) -> None:
+        self.urls.append(url)
+        self.origins.append(origin)
+
+    def locate(self, error: ApiError) -> ApiError:
+        """`error` with its `urls.N` request errors named by where URL N was read."""
+        errors = error.problem.get("errors")
+        if not isinstance(errors, list):
+            return error
+        return problem_error(error.status, {**error.problem, "errors": [self._located(entry) for entry in errors]})
+
+    def _located(self, entry: Any) -> Any:
+        loc = entry.get("loc") if isinstance(entry, dict) else None
+        if not (isinstance(loc, list) and len(loc) == 2 and loc[0] == "urls" and isinstance(loc[1], int)
+                and 0 <= loc[1] < len(self.origins)):
+            return entry
+        return {**entry, "loc": [self.origins[loc[1]]]}
+
+
 def run_submit(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
-    urls = read_urls(args.urls, args.file, sys.stdin)
+    found = read_urls(args.urls, args.file, sys.stdin)
     key = args.idempotency_key or str(uuid.uuid4())
     if getattr(args, "verbose", False):
         sys.stderr.write(f"trawl: idempotency key {key}\n")
-    reply = client.submit_job(urls, args.deadline, key)
+    try:
+        reply = client.submit_job(found.urls, args.deadline, key)
+    except ApiError as error:
+        raise found.locate(error) from None
     replayed = "" if reply.created else " (already submitted with this idempotency key)"
-    terminal.line(f"job {reply.job.id} submitted: {reply.job.total} URLs{replayed}")
+    _announce(terminal, reply.job, f"job {reply.job.id} submitted: {reply.job.total} URLs{replayed}", args.wait)
     return follow_job(client, terminal, reply) if args.wait else 0
 
 
 def run_status(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
     job = client.get_job(args.job_id).job
-    if args.json:
-        terminal.line(json.dumps(job.data, indent=2))
-        return 0
     details = job_details(job)
     width = max(len(label) for label, _ in details)
-    for label, value in details:
-        terminal.line(f"{label:<{width}}  {value}")
+    terminal.say("\n".join(f"{label:<{width}}  {value}" for label, value in details), job.data, essential=job.status)
     return 0
 
 
@@ -88,13 +114,18 @@ def run_list(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) 
     while cursor is not None and args.all:
         page, cursor = client.list_jobs(args.status, args.limit, cursor)
         jobs += page
-    if jobs:
+    if cursor is not None:
+        sys.stderr.write("trawl: there are more jobs; --all lists them all\n")
+    if terminal.mode is OutputMode.JSON:
+        terminal.document({"items": [job.data for job in jobs], "next_cursor": cursor})
+    elif terminal.mode is OutputMode.QUIET:
+        for job in jobs:
+            terminal.line(job.id)
+    elif jobs:
         rows = ([job.id, job.status, progress_cell(job), local_time(job.data.get("created_at"))] for job in jobs)
         terminal.table(["id", "status", "progress", "created"], rows)
     else:
         terminal.line("no jobs")
-    if cursor is not None:
-        sys.stderr.write("trawl: there are more jobs; --all lists them all\n")
     return 0
 
 
@@ -105,7 +136,7 @@ def run_watch(args: argparse.Namespace, client: TrawlClient, terminal: Terminal)
 def run_cancel(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
     job = client.cancel_job(args.job_id, args.reason)
     state = "cancelled" if job.is_final else f"cancellation requested (status {job.status})"
-    terminal.line(f"job {job.id}: {state}")
+    terminal.say(f"job {job.id}: {state}", job.data)
     return 0
 
 
@@ -114,46 +145,49 @@ def run_retry(args: argparse.Namespace, client: TrawlClient, terminal: Terminal)
     if getattr(args, "verbose", False):
         sys.stderr.write(f"trawl: idempotency key {key}\n")
     reply = client.retry_job(args.job_id, args.include_skipped, key)
-    terminal.line(f"job {reply.job.id} submitted: retries {reply.job.total} URLs of job {args.job_id}")
-    return 0
+    _announce(terminal, reply.job, f"job {reply.job.id} submitted: retries {reply.job.total} URLs of job {args.job_id}",
+              args.wait)
+    return follow_job(client, terminal, reply) if args.wait else 0
 
 
 def follow_job(client: TrawlClient, terminal: Terminal, reply: JobReply,
                sleep: Callable[[float], None] = time.sleep) -> int:
     """Show a job's progress until it is final, polling with backoff; print its summary line.
 
-    Exit code 0 for succeeded and completed_with_errors (said in the summary); JobUnsuccessful otherwise.
+    Exit code 0 for succeeded and completed_with_errors (said in the summary) when some URL succeeded;
+    JobUnsuccessful otherwise.
     """
     job = reply.job
-    display = terminal.progress(job)
+    display = terminal.progress(job, RetryWatch(client).observe)
     try:
         job = _poll_until_final(client, reply, display.update, Backoff(), sleep)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped watching; job {job.id} goes on (`trawl watch {job.id}` follows it again)") from None
     finally:
         display.close()
-    terminal.line(job_summary(job))
+    terminal.say(job_summary(job))
     if job.status in UNSUCCESSFUL:
         raise JobUnsuccessful(f"job {job.id} ended {job.status}")
+    if job.nothing_succeeded:
+        raise JobUnsuccessful(f"job {job.id} ended {job.status} but none of its {job.total} URLs succeeded")
     return 0
 
 
-def read_urls(arguments: Iterable[str], file: str | None, stdin: TextIO) -> list[str]:
+def read_urls(arguments: Iterable[str], file: str | None, stdin: TextIO) -> UrlList:
     """The URLs of the arguments (`-` reads stdin) and of `file`, in order, without blanks and # comments."""
-    urls: list[str] = []
-    for argument in arguments:
-        urls.extend(_url_lines(stdin) if argument == "-" else [argument])
+    found = UrlList()
+    for position, argument in enumerate(arguments, 1):
+        if argument == "-":
+            _add_lines(found, stdin, "stdin")
+        else:
+            found.add(argument, f"argument {position}")
     if file == "-":
-        urls.extend(_url_lines(stdin))
+        _add_lines(found, stdin, "stdin")
     elif file:
-        try:
-            with Path(file).open(encoding="utf-8") as lines:
-                urls.extend(_url_lines(lines))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read URLs from {file}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not urls:
+        _add_lines(found, _file_lines(file), file)
+    if not found.urls:
         raise UsageError("no URLs given: pass them as arguments, with --file FILE, or - to read stdin")
-    return urls
+    return found
 
 
 def positive_int(text: str) -> int:
@@ -170,6 +204,12 @@ def page_size(text: str) -> int:
     return value
 
 
+def _announce(terminal: Terminal, job: Job, text: str, followed: bool) -> None:
+    """Say a job was created: `text`; its id alone when quiet; its JSON unless followed, where the
+    progress stream's first line is that job."""
+    terminal.say(text, None if followed else job.data, essential=job.id)
+
+
 def _poll_until_final(client: TrawlClient, reply: JobReply, show: Callable[[Job], None], backoff: Backoff,
                       sleep: Callable[[float], None]) -> Job:
     job, retry_after, changed = reply.job, reply.retry_after, True
@@ -183,5 +223,22 @@ def _poll_until_final(client: TrawlClient, reply: JobReply, show: Callable[[Job]
     return job
 
 
-def _url_lines(lines: Iterable[str]) -> list[str]:
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+def _file_lines(file: str) -> list[str]:
+    """The lines of `file` as text; a line that is not UTF-8 is named by its number."""
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read URLs from {file}: {exc.strerror or exc}") from None
+    lines: list[str] = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append(line.decode("utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is not part of a URL
+        except UnicodeDecodeError:
+            raise UsageError(f"cannot read URLs from {file}: line {number} is not UTF-8 text") from None
+    return lines
+
+
+def _add_lines(found: UrlList, lines: Iterable[str], source: str) -> None:
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            found.add(line.strip(), f"{source} line {number}")

@@ -1,4 +1,5 @@
-"""`trawl logs ID [--follow]`: a job's audit log, oldest first; `--follow` keeps polling until the job is final."""
+"""`trawl logs ID [--follow]`: a job's audit log, oldest first (NDJSON with --json); `--follow` keeps polling
+until the job is final."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ from collections.abc import Callable
 
 from trawl_cli.client import Backoff, TrawlClient
 from trawl_cli.errors import Interrupted
-from trawl_cli.render import Terminal, event_line
+from trawl_cli.render import OutputMode, Terminal, event_line
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -34,7 +35,10 @@ def print_events(client: TrawlClient, terminal: Terminal, job_id: str, after: in
     while True:
         page = client.logs_page(job_id, after)
         for event in page.items:
-            terminal.line(event_line(event))
+            if terminal.mode is OutputMode.JSON:
+                terminal.record(event)
+            else:
+                terminal.line(event_line(event))
         after = page.next_after
         if not page.has_more:
             return after

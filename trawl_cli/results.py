@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from trawl_cli.client import TrawlClient
+from trawl_cli.client import Job, TrawlClient
 from trawl_cli.errors import UsageError
-from trawl_cli.render import Terminal
+from trawl_cli.render import OutputMode, Terminal
 
 FORMATS = ("json", "ndjson", "csv")
 
@@ -20,7 +20,8 @@ FORMATS = ("json", "ndjson", "csv")
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     results = commands.add_parser("results", parents=[common], help="download a job's results",
                                   description="Download a job's results in submission order: json (one array), "
-                                              "ndjson (one item per line) or csv (one row per URL).")
+                                              "ndjson (one item per line) or csv (one row per URL). The results of "
+                                              "a job that has not ended are partial (a warning on stderr says so).")
     results.add_argument("job_id", metavar="ID")
     results.add_argument("--format", choices=FORMATS, default="json", help="json (default), ndjson or csv")
     results.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
@@ -28,16 +29,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], comm
 
 
 def run_results(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
+    to_stdout = args.output in (None, "-")
+    if terminal.mode is OutputMode.JSON and to_stdout and args.format == "csv":
+        raise UsageError("--json writes JSON on stdout: use --format json or ndjson, or write the csv with --output")
+    warn_if_partial(client.get_job(args.job_id).job)
     if args.format == "json":
         chunks = json_array(client.iter_results(args.job_id))
     else:
         chunks = client.export_results(args.job_id, args.format)
-    if args.output in (None, "-"):
+    if to_stdout:
         _write_stdout(chunks)
         return 0
     size = write_atomically(Path(args.output), chunks)
-    terminal.line(f"wrote the {args.format} results of job {args.job_id} to {args.output} ({size} bytes)")
+    terminal.say(f"wrote the {args.format} results of job {args.job_id} to {args.output} ({size} bytes)",
+                 {"job_id": args.job_id, "format": args.format, "output": args.output, "bytes": size})
     return 0
+
+
+def warn_if_partial(job: Job) -> None:
+    """Say on stderr that a job still pending or running has results to come."""
+    if not job.is_final:
+        sys.stderr.write(f"trawl: warning: job {job.id} is {job.status} ({job.done}/{job.total} done): "
+                         "these results are partial\n")
 
 
 def json_array(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""The `trawl` CLI as a user runs it: a subprocess `python -m trawl_cli` against the whole app on devhost."""
+"""The `trawl` CLI as a user runs it: a subprocess `python -m trawl_cli` against the whole app on devhost, and
+the `trawl` command that `pip install .` gives."""
 from __future__ import annotations
 
 import contextlib
@@ -7,9 +8,11 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from tests.devhost.conftest import REPO, free_port
 from tests.e2e.conftest import Trawl, dev_token
 from tests.e2e.site import TestSite
+from trawl_cli import __version__
 
 pytestmark = pytest.mark.e2e
 
@@ -209,11 +213,64 @@ def test_an_idempotency_key_submits_once_and_retry_makes_a_linked_job(trawl: Tra
     assert first.code == 0, first
     job_id = first.stdout.split()[1]
     assert "completed with errors: 1 succeeded, 1 failed, 0 skipped of 2" in first.stdout.splitlines()[-1]
+    # While the last item waits between attempts, the progress says so rather than a rate's ETA.
+    assert re.search(r", 1 item retrying, next attempt (in ~\d+s|due now)$", first.stdout, re.M), first.stdout
     assert again.stdout == f"job {job_id} submitted: 2 URLs (already submitted with this idempotency key)\n"
     assert f"trawl: idempotency key {key}\n" in again.stderr and "Bearer" not in again.stderr
     retried = trawl_cli(trawl, "retry", job_id)
     assert retried.code == 0, retried
     assert re.fullmatch(rf"job [0-9a-f-]{{36}} submitted: retries 1 URLs of job {job_id}\n", retried.stdout)
+
+
+def test_retry_wait_follows_the_new_job_and_a_job_in_which_nothing_succeeded_exits_1(trawl: Trawl,
+                                                                                      site: TestSite) -> None:
+    failed = trawl.wait_final(trawl.submit([site.url("/always500/cli-retry-wait")])["id"])
+    assert failed["status"] == "completed_with_errors"
+
+    run = trawl_cli(trawl, "retry", failed["id"], "--wait")
+
+    assert run.code == 1, run
+    retry_id = run.stdout.split()[1]
+    assert run.stdout.splitlines()[-1].startswith(f"job {retry_id} completed with errors: 0 succeeded, 1 failed")
+    assert run.stdout.splitlines()[-1].endswith(f"; no URL succeeded, see `trawl results {retry_id}`")
+    assert run.stderr == f"trawl: job {retry_id} ended completed_with_errors but none of its 1 URLs succeeded\n"
+    assert trawl.job(retry_id)["parent_job_id"] == failed["id"]
+
+
+def test_json_output_on_every_command_is_one_document_or_one_per_line(trawl: Trawl, finished_job: FinishedJob) -> None:
+    job_id = finished_job.id
+    assert json.loads(trawl_cli(trawl, "--json", "status", job_id).stdout) == trawl.job(job_id)
+    listed = json.loads(trawl_cli(trawl, "list", "--json", "--status", "succeeded", "--all").stdout)
+    assert job_id in [job["id"] for job in listed["items"]] and listed["next_cursor"] is None
+    watched = [json.loads(line) for line in trawl_cli(trawl, "watch", job_id, "--json").stdout.splitlines()]
+    assert watched == [trawl.job(job_id)]
+    events = [json.loads(line) for line in trawl_cli(trawl, "logs", job_id, "--json").stdout.splitlines()]
+    assert [event["event"] for event in events] == ["submitted", "started", "finished"]
+    assert len(json.loads(trawl_cli(trawl, "results", job_id, "--json").stdout)) == JOB_URLS
+    assert trawl_cli(trawl, "status", job_id, "--quiet").stdout == "succeeded\n"
+
+
+def test_results_of_a_running_job_warn_that_they_are_partial(trawl: Trawl, site: TestSite) -> None:
+    job_id = trawl.submit([site.url(f"/slow/cli-partial-{n}") for n in range(20)])["id"]
+    try:
+        run = trawl_cli(trawl, "results", job_id, "--format", "ndjson")
+    finally:
+        trawl.http.delete(f"{trawl.api}/jobs/{job_id}", json={"reason": "cli test"}, timeout=30)
+
+    assert run.code == 0, run
+    assert re.fullmatch(rf"trawl: warning: job {job_id} is (pending|running) \(\d+/20 done\): these results are "
+                        r"partial\n", run.stderr), run.stderr
+    assert len(run.stdout.splitlines()) == 20
+
+
+def test_the_api_s_url_errors_name_the_line_of_the_file(trawl: Trawl, site: TestSite, tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"# two good, one bad\n{site.url('/page/1')}\n\nhttps://example.com:8080/\n{site.url('/page/2')}\n")
+
+    run = trawl_cli(trawl, "submit", "--file", str(urls))
+
+    where = re.escape(f"{urls} line 4")
+    assert_one_line_error(run, 3, rf"^trawl: 422 Request is not valid: .*{where}: uses port 8080; ")
 
 
 def test_a_dev_user_gets_a_token_minted_in_process(trawl: Trawl, finished_job: FinishedJob) -> None:
@@ -234,7 +291,7 @@ def test_api_errors_exit_3_with_one_line(trawl: Trawl) -> None:
     expired = dev_token(minutes=-5)
     assert_one_line_error(trawl_cli(trawl, "list", token=expired), 3, r"^trawl: 401 ")
     assert_one_line_error(trawl_cli(trawl, "submit", "ftp://nope"), 3,
-                          r"^trawl: 422 Request is not valid: .*urls.*not an absolute http\(s\) URL")
+                          r"^trawl: 422 Request is not valid: .*argument 1: is not an absolute http\(s\) URL")
 
 
 def test_network_errors_exit_3_with_one_line() -> None:
@@ -261,3 +318,34 @@ def test_dev_tokens_are_refused_for_remote_apis() -> None:
     run = run_cli([sys.executable, "-m", "trawl_cli", "--api-url", "https://trawl.example.com", "--dev-user", "bob",
                    "status", "x"])
     assert_one_line_error(run, 2, r"only works against a devhost on this machine")
+
+
+def test_pip_install_gives_a_trawl_command_that_needs_nothing_of_the_repo(trawl: Trawl, finished_job: FinishedJob,
+                                                                          tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy, so that building leaves nothing in the repository
+    source.mkdir()
+    shutil.copy(REPO / "pyproject.toml", source)
+    shutil.copytree(REPO / "trawl_cli", source / "trawl_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
+                   check=True, capture_output=True, timeout=120)
+    [wheel] = tmp_path.glob("trawl-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"trawl_cli", f"trawl-{__version__}.dist-info"}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    trawl_command = str(venv / "bin" / "trawl")
+    env = {**cli_env(), "TRAWL_TOKEN": dev_token()}
+
+    def installed(*args: str) -> Run:
+        done = subprocess.run([trawl_command, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    assert installed("--help").stdout.startswith("usage: trawl ")
+    assert installed("--version").stdout == f"trawl {__version__}\n"
+    status = installed("--api-url", trawl.host.base_url, "status", finished_job.id, "--quiet")
+    assert (status.code, status.stdout) == (0, "succeeded\n"), status
+    no_devhost = installed("--dev-user", "alice", "list")
+    assert_one_line_error(no_devhost, 2, "--dev-user needs the Trawl repository's devhost")

@@ -1,9 +1,17 @@
 """Where the CLI's token comes from: flags, then the environment; one way at a time; renewed before expiry."""
 from __future__ import annotations
 
+import logging
+import sys
+from typing import Any
+
+import azure.identity
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import CredentialUnavailableError
 
 from trawl_cli import auth
+from trawl_cli.__main__ import main
 from trawl_cli.auth import CachedToken, CredentialOptions, resolve_token
 from trawl_cli.client import TokenSource
 from trawl_cli.errors import UsageError
@@ -68,3 +76,45 @@ def test_a_cached_token_is_fetched_again_shortly_before_it_expires() -> None:
     assert token() == "t0"
     now[0] += 1
     assert token() == "t1" and len(fetched) == 2
+
+
+class NoAzureCli:
+    """The Azure CLI's credential on a machine without it."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise CredentialUnavailableError("Azure CLI not found on path")
+
+
+class UnreachableDeviceCode:
+    """The device-code credential when the sign-in endpoint cannot be reached."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise ClientAuthenticationError("Authentication failed:\n  cannot reach login.microsoftonline.com")
+
+
+def test_a_failed_scope_sign_in_is_one_line_that_says_why_each_way_failed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.undo()  # the real entra_token, over fake credentials
+    monkeypatch.setattr(azure.identity, "AzureCliCredential", NoAzureCli)
+    monkeypatch.setattr(azure.identity, "DeviceCodeCredential", UnreachableDeviceCode)
+    sdk_log = logging.getLogger("azure")
+    monkeypatch.setattr(sdk_log, "handlers", [*sdk_log.handlers])  # what signing in does to the SDK's logger is
+    monkeypatch.setattr(sdk_log, "propagate", sdk_log.propagate)  # undone after this test
+
+    assert main(["--scope", "api://trawl/.default", "list"]) == 3
+
+    assert capsys.readouterr().err == (
+        "trawl: could not get an Entra ID token for api://trawl/.default: NoAzureCli: Azure CLI not found on path; "
+        "UnreachableDeviceCode: Authentication failed: cannot reach login.microsoftonline.com\n")
+    # The SDK's own multi-line warning reaches no handler, so it cannot add lines to stderr either.
+    assert [record for record in caplog.records if record.name.startswith("azure")] == []
+
+
+def test_dev_users_need_the_repository_s_devhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "devhost.devauth", None)  # as for an installed `trawl`: no devhost to import
+    with pytest.raises(UsageError, match=r"^--dev-user needs the Trawl repository's devhost .* TRAWL_TOKEN$"):
+        auth.dev_token("alice", LOCAL)

@@ -110,13 +110,13 @@ def test_a_problem_becomes_an_api_error_with_its_fields() -> None:
     assert str(error) == f"404 Not found: job {JOB_ID} not found"
 
 
-def test_validation_errors_name_the_first_field_and_count_the_rest() -> None:
-    errors = [{"loc": ["urls"], "msg": "Value error, urls[0] is not an absolute http(s) URL", "type": "value_error"},
-              {"loc": ["surprise"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]
+def test_validation_errors_name_the_first_three_fields_and_count_the_rest() -> None:
+    errors = [{"loc": ["urls", n], "msg": f"uses port {n}", "type": "url_port_not_allowed"} for n in range(5)]
+    errors.insert(1, {"loc": ["surprise"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"})
     error = api_error(problem(422, "Request is not valid", "the body does not match the schema", errors=errors))
 
-    assert str(error) == ("422 Request is not valid: the body does not match the schema "
-                          "(urls: Value error, urls[0] is not an absolute http(s) URL; and 1 more)")
+    assert str(error) == ("422 Request is not valid: the body does not match the schema (urls.0: uses port 0; "
+                          "surprise: Extra inputs are not permitted; urls.1: uses port 1; and 3 more)")
 
 
 def test_an_error_without_a_problem_body_keeps_status_reason_and_a_line_of_text() -> None:
