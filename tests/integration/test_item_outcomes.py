@@ -4,7 +4,7 @@ earlier attempts are in the job's log; failed items keep what was learnt; skippe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,11 +17,10 @@ from shared.fetch import FetchLimits
 from shared.item_worker import WorkerConfig, process_item
 from shared.messages import ItemMessage
 from shared.models import SYSTEM_ACTOR, Job, JobOutcome
-from shared.retry_policy import RetryPolicy
 from shared.schemas import ItemView
 from shared.scrape import ScrapeResult, scrape
-from shared.settings import parse_networks
 from tests.e2e.site import TestSite
+from tests.integration.workers import RecordingSender, item
 
 pytestmark = pytest.mark.integration
 
@@ -29,43 +28,14 @@ FetchRows = Callable[..., list[dict[str, Any]]]
 ExecuteSql = Callable[..., None]
 
 
-class RecordingSender:
-    """An ItemSender that keeps what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[ItemMessage, int]] = []
-
-    def send_later(self, message: ItemMessage, delay_s: int) -> None:
-        self.sent.append((message, delay_s))
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[TestSite]:
-    server = TestSite(flaky_failures=1).start()
-    yield server
-    server.stop()
 
 
-@pytest.fixture
-def config(site: TestSite) -> WorkerConfig:
-    limits = FetchLimits(allowed_networks=parse_networks("127.0.0.0/8"), allowed_ports=frozenset({site.port}))
-    return WorkerConfig(limits, RetryPolicy(max_attempts=3, base_delay_s=4, max_delay_s=60, jitter=0))
 
 
-@pytest.fixture
-def job_of(submit_job: Callable[..., Job], execute_sql: ExecuteSql, site: TestSite) -> Callable[[str], Job]:
-    """A running job of one item fetching `path` on the site."""
-    def create(path: str) -> Job:
-        job = submit_job(count=1)
-        execute_sql("UPDATE job_items SET url = %s WHERE job_id = %s", (site.url(path), job.id))
-        execute_sql("UPDATE jobs SET status = 'running' WHERE id = %s", (job.id,))
-        return job
-    return create
 
 
-def item(fetch_rows: FetchRows, job: Job) -> dict[str, Any]:
-    [row] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 0", (job.id,))
-    return row
 
 
 def deliver(pool: ConnectionPool, job: Job, config: WorkerConfig, sender: RecordingSender,

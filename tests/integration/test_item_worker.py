@@ -2,7 +2,7 @@
 reads and writes, how retries are scheduled and counted, and how an outage is ridden out."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
@@ -12,13 +12,11 @@ from psycopg2.extras import register_uuid
 
 from shared.db.connection import Connection, ConnectionPool, UrlDatabase
 from shared.errors import DatabaseUnavailable
-from shared.fetch import FetchLimits
 from shared.item_worker import OUTAGE_MAX_REDELIVERIES, WorkerConfig, give_up_item, process_item
 from shared.messages import ItemMessage
 from shared.models import Job
-from shared.retry_policy import RetryPolicy
-from shared.settings import parse_networks
 from tests.e2e.site import TestSite
+from tests.integration.workers import RecordingSender, item
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +24,6 @@ FetchRows = Callable[..., list[dict[str, Any]]]
 ExecuteSql = Callable[..., None]
 
 
-class RecordingSender:
-    """An ItemSender that keeps what it was asked to send, and can fail like a Storage outage."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.sent: list[tuple[ItemMessage, int]] = []
-        self.failures = failures
-
-    def send_later(self, message: ItemMessage, delay_s: int) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("storage unreachable")
-        self.sent.append((message, delay_s))
 
 
 class CountingConnection(psycopg2.extensions.connection):
@@ -73,33 +59,12 @@ class CountingPool(ConnectionPool):
         return conn
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[TestSite]:
-    server = TestSite(flaky_failures=1).start()
-    yield server
-    server.stop()
 
 
-@pytest.fixture
-def config(site: TestSite) -> WorkerConfig:
-    limits = FetchLimits(allowed_networks=parse_networks("127.0.0.0/8"), allowed_ports=frozenset({site.port}))
-    return WorkerConfig(limits, RetryPolicy(max_attempts=3, base_delay_s=4, max_delay_s=60, jitter=0))
 
 
-@pytest.fixture
-def job_of(submit_job: Callable[..., Job], execute_sql: ExecuteSql, site: TestSite) -> Callable[[str], Job]:
-    """A running job of one item fetching `path` on the site."""
-    def create(path: str) -> Job:
-        job = submit_job(count=1)
-        execute_sql("UPDATE job_items SET url = %s WHERE job_id = %s", (site.url(path), job.id))
-        execute_sql("UPDATE jobs SET status = 'running' WHERE id = %s", (job.id,))
-        return job
-    return create
 
 
-def item(fetch_rows: FetchRows, job: Job) -> dict[str, Any]:
-    [row] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 0", (job.id,))
-    return row
 
 
 def test_a_delivery_costs_one_read_and_one_write_transaction(
