@@ -38,4 +38,5 @@ run: install
 	$(BIN)/python -m devhost --script-root . --port $(PORT)
 
 test: install $(INFRA_STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -26,14 +26,7 @@ import psutil
 
 PAGE_PATH = re.compile(r"/page/(\d+)")
 SITE_NAME = "Bench Gazette"
-WORDS = """time year people way day man thing woman life child world school state family student group
-country problem hand part place case week company system program question work government number
-night point home water room mother area money story fact month lot right study book eye job word
-business issue side kind head house service friend father power hour game line end member law car
-city community name president team minute idea kid body information back parent face others level
-office door health person art war history party result change morning reason research girl guy
-moment air teacher force education river harbour bridge market garden library winter summer station
-""".split()
+WORDS = ["time", "year", "people", "way", "day", "man", "thing", "woman", "life", "child", "world", "school", "state", "family", "student", "group", "country", "problem", "hand", "part", "place", "case", "week", "company", "system", "program", "question", "work", "government", "number", "night", "point", "home", "water", "room", "mother", "area", "money", "story", "fact", "month", "lot", "right", "study", "book", "eye", "job", "word", "business", "issue", "side", "kind", "head", "house", "service", "friend", "father", "power", "hour", "game", "line", "end", "member", "law", "car", "city", "community", "name", "president", "team", "minute", "idea", "kid", "body", "information", "back", "parent", "face", "others", "level", "office", "door", "health", "person", "art", "war", "history", "party", "result", "change", "morning", "reason", "research", "girl", "guy", "moment", "air", "teacher", "force", "education", "river", "harbour", "bridge", "market", "garden", "library", "winter", "summer", "station"]
 SECTIONS = ["news", "sport", "culture", "science", "travel", "business", "opinion", "weather", "food",
             "technology", "health", "books"]
 

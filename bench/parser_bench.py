@@ -237,7 +237,7 @@ def check_same_results(pages: list[FetchedPage]) -> None:
 
 def _compare(page: FetchedPage, names: list[str], strict: bool) -> None:
     expected, *others = (EXTRACTORS[name](page).model_dump() for name in names)
-    for name, got in zip(names[1:], others):
+    for name, got in zip(names[1:], others, strict=True):
         differing = sorted(key for key in expected if got.get(key) != expected[key])
         if differing and strict:
             raise AssertionError(f"{name} differs from {names[0]} on {page.url}: {differing}")

@@ -23,9 +23,7 @@ INDEXED_TAGS = frozenset({"html", "title", "base", "meta", "link", "a", "h1", "h
 # Exact types, as in bs4's get_text: subclasses are comments, doctypes, script text, etc.
 VISIBLE_STRING_TYPES = (NavigableString, CData)
 BLOCK_TAGS = frozenset(
-    """address article aside blockquote br caption dd details dialog div dl dt fieldset
-    figcaption figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li main nav ol option p
-    pre section select summary table tbody td tfoot th thead tr ul""".split()
+    ["address", "article", "aside", "blockquote", "br", "caption", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "li", "main", "nav", "ol", "option", "p", "pre", "section", "select", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"]
 )
 LINK_SCHEMES = frozenset({"http", "https"})
 

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -53,7 +53,7 @@ def decode_cursor(cursor: str, digest: str) -> Any:
 
 def encode_job_cursor(key: JobPageKey, digest: str) -> str:
     """The cursor continuing a newest-first job listing after `key` (its instant in UTC)."""
-    return encode_cursor([key.created_at.astimezone(timezone.utc).isoformat(), str(key.id)], digest)
+    return encode_cursor([key.created_at.astimezone(UTC).isoformat(), str(key.id)], digest)
 
 
 def decode_job_cursor(cursor: str, digest: str) -> JobPageKey:

@@ -37,9 +37,7 @@ _MAX_META_KEY_CHARS = 64
 HIDDEN_TAGS = frozenset({"title", "script", "style", "noscript", "template"})
 HEADING_TAGS = ("h1", "h2", "h3")
 BLOCK_TAGS = frozenset(
-    """address article aside blockquote br caption dd details dialog div dl dt fieldset
-    figcaption figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li main nav ol option p
-    pre section select summary table tbody td tfoot th thead tr ul""".split()
+    ["address", "article", "aside", "blockquote", "br", "caption", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "li", "main", "nav", "ol", "option", "p", "pre", "section", "select", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"]
 )
 LINK_SCHEMES = frozenset({"http", "https"})
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*):")

@@ -36,10 +36,7 @@ _WEB_ALIASES = {
 # "unicode_escape" that fail or rewrite the text if a page names them.
 _WEB_ENCODINGS = frozenset(
     codecs.lookup(label).name
-    for label in """utf-8 utf-16-le utf-16-be ibm866 koi8-r koi8-u mac-roman mac-cyrillic cp874
-    cp1250 cp1251 cp1252 cp1253 cp1254 cp1255 cp1256 cp1257 cp1258 iso8859-2 iso8859-3
-    iso8859-4 iso8859-5 iso8859-6 iso8859-7 iso8859-8 iso8859-10 iso8859-13 iso8859-14
-    iso8859-15 iso8859-16 gbk gb18030 big5hkscs euc-jp iso2022-jp cp932 cp949""".split()
+    for label in ["utf-8", "utf-16-le", "utf-16-be", "ibm866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5", "iso8859-6", "iso8859-7", "iso8859-8", "iso8859-10", "iso8859-13", "iso8859-14", "iso8859-15", "iso8859-16", "gbk", "gb18030", "big5hkscs", "euc-jp", "iso2022-jp", "cp932", "cp949"]
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import lru_cache
 from typing import Any
 
@@ -71,10 +72,9 @@ class ItemQueue:
     def ensure_exists(self) -> None:
         if self._ensured:
             return
-        try:
+        # Created by another instance or a previous run: exactly what we want.
+        with suppress(ResourceExistsError):
             self.client.create_queue()
-        except ResourceExistsError:
-            pass  # created by another instance or a previous run: exactly what we want
         self._ensured = True
 
     def send(self, messages: Sequence[ItemMessage]) -> int:

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from opentelemetry.trace import SpanKind
@@ -139,7 +139,7 @@ class _Delivery:
         it, so send it now."""
         if work.follow_up_sent:
             return WorkResult("duplicate")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         delay = max(int(((work.next_attempt_at or now) - now).total_seconds()), 0)
         self._send_next(work.attempts, delay)
         return WorkResult("retry_resent")
@@ -181,7 +181,7 @@ class _Delivery:
             return self._fail(ItemError(error.code, f"{error.message} (after {attempts} attempts)", error.http_status,
                                         error.final_url, error.elapsed_ms), counts=True)
         delay = policy.delay_s(attempts, error.retry_after_s, random.random())  # nosec B311 - jitter, not security
-        retry_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         if not in_transaction(self.pool, lambda tx: tx.jobs.record_retry(
                 self.job_id, self.seq, work.attempts, item_error, retry_at)):
             return WorkResult("duplicate")
@@ -237,6 +237,6 @@ def _skip_reason(work: WorkItem) -> ItemError | None:
         return ItemError("job_not_running", f"job is {work.job_status}")
     if work.cancel_requested:
         return ItemError("job_cancel_requested", "job cancellation was requested")
-    if datetime.now(timezone.utc) >= work.deadline_at:
+    if datetime.now(UTC) >= work.deadline_at:
         return ItemError("job_deadline_passed", "job deadline passed")
     return None

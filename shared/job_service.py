@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -115,7 +115,7 @@ def submit_job(pool: ConnectionPool, owner: Owner, plan: SubmissionPlan, setting
                idempotency_key: str | None = None) -> JobSubmission:
     """Create the job and its items (pending) in one transaction; the caller starts its orchestration."""
     deadline_seconds = plan.request.options.deadline_seconds or settings.default_deadline_seconds
-    deadline_at = datetime.now(timezone.utc) + timedelta(seconds=deadline_seconds)
+    deadline_at = datetime.now(UTC) + timedelta(seconds=deadline_seconds)
     options: dict[str, Any] = {"deadline_seconds": deadline_seconds}
     if plan.merged_duplicates:
         options[MERGED_DUPLICATES] = plan.merged_duplicates
@@ -157,7 +157,7 @@ def create_retry(pool: ConnectionPool, plan: RetryPlan, settings: Settings,
     with _key_conflicts_as_problems(), uow(pool) as tx:
         deadline_seconds = min(int(parent.options.get("deadline_seconds", settings.default_deadline_seconds)),
                                settings.max_deadline_seconds)
-        deadline_at = datetime.now(timezone.utc) + timedelta(seconds=deadline_seconds)
+        deadline_at = datetime.now(UTC) + timedelta(seconds=deadline_seconds)
         submission = tx.jobs.create_job(parent.owner, urls, {"deadline_seconds": deadline_seconds}, deadline_at,
                                         idempotency_key=idempotency_key,
                                         request_hash=fingerprint if idempotency_key else None,
@@ -274,7 +274,7 @@ def _require_final_job(tx: UnitOfWork, job_id: UUID, owner: Owner | None) -> Job
 
 
 def _utc(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _check_limits(request: SubmitJobRequest, settings: Settings) -> None:

@@ -33,7 +33,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -209,10 +209,9 @@ class Quotas:
     def _ensure_table(self) -> None:
         if self._table_ensured:
             return
-        try:
+        # Created by another instance or an earlier run: exactly what we want.
+        with suppress(ResourceExistsError):
             self.table.create_table()
-        except ResourceExistsError:
-            pass  # created by another instance or an earlier run: exactly what we want
         self._table_ensured = True
 
 

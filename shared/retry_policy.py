@@ -6,7 +6,7 @@ decides nothing from hidden state. The attempt count itself lives in PostgreSQL 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 # A Retry-After longer than this is a site asking us to go away for a long time; no item waits a day.
@@ -53,6 +53,6 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), float(MAX_RETRY_AFTER_S))

@@ -5,7 +5,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 from uuid import UUID
@@ -408,7 +408,7 @@ class JobListQuery(BaseModel):
         if moment is None:
             return None
         try:
-            return moment.astimezone(timezone.utc)
+            return moment.astimezone(UTC)
         except OverflowError:
             raise ValueError("the instant is out of range") from None
 

@@ -14,7 +14,7 @@ import os
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, propagate, trace
@@ -136,7 +136,7 @@ def record_redacted_exception(current: Span, exc: BaseException) -> None:
 def record_queue_latency(enqueued_at: datetime | None) -> None:
     """How long a message waited between enqueue and its worker starting."""
     if enqueued_at is not None:
-        QUEUE_LATENCY.record(max(0.0, (datetime.now(timezone.utc) - enqueued_at).total_seconds() * 1000))
+        QUEUE_LATENCY.record(max(0.0, (datetime.now(UTC) - enqueued_at).total_seconds() * 1000))
 
 
 def url_host(url: str) -> str:

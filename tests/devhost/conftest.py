@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import requests
 
-
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
 # devhost promises to exit within 10 s of SIGTERM, whatever its functions are doing.

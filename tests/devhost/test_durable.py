@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -210,7 +210,7 @@ def test_wait_for_completion_returns_the_output_or_the_links(host: DevhostProces
 
 
 def test_client_queries_history_and_purges(host: DevhostProcess) -> None:
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     prefix = f"q{uuid.uuid4().hex[:6]}"
     ids = [f"{prefix}-{n}" for n in range(3)]
     for instance_id in ids:

@@ -5,7 +5,7 @@ Orchestrator.create handle on devhost's Invoker) and checks the OrchestratorResp
 """
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -24,7 +24,7 @@ from devhost.invoker import Invoker
 
 pytestmark = pytest.mark.devhost
 
-T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 INSTANCE = "instance-1"
 
 

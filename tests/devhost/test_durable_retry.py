@@ -10,7 +10,7 @@ status API with showHistory=true, as the extension's DurableClient lists it.
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def run(host: RetryHost, name: str, payload: Any = None) -> tuple[str, dict[str,
 
 
 def attempt_starts(host: RetryHost, key: str) -> list[datetime]:
-    return [datetime.fromtimestamp(float(line), timezone.utc)
+    return [datetime.fromtimestamp(float(line), UTC)
             for line in (host.attempt_dir / f"{key}.log").read_text().split()]
 
 

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -29,7 +29,7 @@ from devhost.invoker import Invoker
 
 pytestmark = pytest.mark.devhost
 
-T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 INSTANCE = "instance-1"
 Step = tuple[str, int, Any]
 
@@ -111,7 +111,7 @@ def _scheduling_event(action: pb.OrchestratorAction) -> pb.HistoryEvent:
     if action.HasField("scheduleTask"):
         return helpers.new_task_scheduled_event(action.id, action.scheduleTask.name, action.scheduleTask.input.value)
     if action.HasField("createTimer"):
-        return helpers.new_timer_created_event(action.id, action.createTimer.fireAt.ToDatetime(tzinfo=timezone.utc))
+        return helpers.new_timer_created_event(action.id, action.createTimer.fireAt.ToDatetime(tzinfo=UTC))
     sub = action.createSubOrchestration
     return helpers.new_sub_orchestration_created_event(action.id, sub.name, sub.instanceId, sub.input.value)
 
@@ -123,7 +123,7 @@ def steps(response: pb.OrchestratorResponse) -> list[Step]:
         if action.HasField("scheduleTask"):
             found.append(("task", action.id, action.scheduleTask.name))
         elif action.HasField("createTimer"):
-            found.append(("timer", action.id, action.createTimer.fireAt.ToDatetime(tzinfo=timezone.utc)))
+            found.append(("timer", action.id, action.createTimer.fireAt.ToDatetime(tzinfo=UTC)))
         elif action.HasField("createSubOrchestration"):
             found.append(("child", action.id, action.createSubOrchestration.instanceId))
     return found

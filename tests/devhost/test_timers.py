@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def test_run_on_startup_runs_once_at_start_with_a_fresh_schedule_status(timer_ap
     assert len(records(tmp_path, "at_startup")) == 1
     assert records(tmp_path, "tick") == []
     assert run["past_due"] is False
-    next_new_year = datetime(datetime.now(timezone.utc).year + 1, 1, 1, tzinfo=timezone.utc)
+    next_new_year = datetime(datetime.now(UTC).year + 1, 1, 1, tzinfo=UTC)
     assert run["schedule_status"] == {
         "Last": "0001-01-01T00:00:00+00:00",
         "Next": next_new_year.isoformat(),

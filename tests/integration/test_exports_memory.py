@@ -77,7 +77,8 @@ def jobs(db_url: str) -> Iterator[dict[int, UUID]]:
     for size in (SMALL, LARGE):
         urls = [f"https://example.test/item/{seq}" for seq in range(size)]
         deadline = datetime.now(UTC) + timedelta(hours=1)
-        made[size] = in_transaction(pool, lambda tx: tx.jobs.create_job(ANONYMOUS_OWNER, urls, {}, deadline)).job.id
+        made[size] = in_transaction(
+            pool, lambda tx, urls=urls, deadline=deadline: tx.jobs.create_job(ANONYMOUS_OWNER, urls, {}, deadline)).job.id
         with closing(psycopg2.connect(db_url)) as conn, conn, conn.cursor() as cur:
             cur.execute(_FILL, {"page": json.dumps(page()), "job_id": str(made[size])})
     with closing(psycopg2.connect(db_url)) as conn, conn, conn.cursor() as cur:

@@ -216,8 +216,8 @@ def test_a_cancel_racing_completion_never_lets_the_job_succeed(
         in_transaction(pool, complete(job, 0))
 
         cancel, completion = race(pool, [
-            lambda tx: tx.jobs.request_cancel(job.id, ANONYMOUS_OWNER, "alice", None),
-            lambda tx: tx.jobs.finalise_job(job.id, JobOutcome.COMPLETED, "orchestrator"),
+            lambda tx, job=job: tx.jobs.request_cancel(job.id, ANONYMOUS_OWNER, "alice", None),
+            lambda tx, job=job: tx.jobs.finalise_job(job.id, JobOutcome.COMPLETED, "orchestrator"),
         ], threads=2)
 
         status = counters(fetch_rows, job)["status"]

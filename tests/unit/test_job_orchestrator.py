@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrators.job import job_orchestrator
 from shared.job_rules import LOOPS_PER_GENERATION
 from tests.unit.durable_replay import Replay
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 JOB = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

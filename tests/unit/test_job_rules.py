@@ -1,5 +1,5 @@
 """The orchestration's pure decisions and the reconciler's repairs."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -8,7 +8,7 @@ from shared.job_rules import decide, enqueue_batches, next_wake
 from shared.models import Job, JobOutcome, JobStatus, Owner, Progress
 from shared.reconcile import Repair, repair_for
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _progress(**fields: object) -> Progress:

@@ -1,15 +1,15 @@
 """devhost's NCRONTAB parser against the NCrontab library's grammar and arithmetic (what Azure runs)."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from devhost.ncrontab import DAY_OF_WEEK, MINUTE, CrontabError, CrontabSchedule
 
-START = datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=timezone.utc)  # a Monday
+START = datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)  # a Monday
 
 
 def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 def next_times(expression: str, count: int = 3, start: datetime = START) -> list[datetime]:
