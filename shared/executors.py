@@ -54,6 +54,7 @@ class Executors:
         self._pools: dict[Work, ThreadPoolExecutor] = {}
 
     def pool(self, work: Work) -> ThreadPoolExecutor:
+        """The pool for `work`, created on first use (only ever from the event loop's thread)."""
         if work not in self._pools:
             self._pools[work] = ThreadPoolExecutor(max_workers=self._sizes[work], thread_name_prefix=f"trawl-{work}")
         return self._pools[work]
@@ -63,12 +64,6 @@ class Executors:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool(work), functools.partial(call, *args, **kwargs))
 
-    def size(self, work: Work) -> int:
-        return self._sizes[work]
-
-    def shutdown(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def executor_sizes(host_json: Path, api_threads: int, environ: Mapping[str, str] = os.environ) -> dict[Work, int]:
