@@ -16,9 +16,9 @@ from api.params import job_id_of, parse_query
 from orchestrators.job import CANCEL_EVENT, ORCHESTRATOR_NAME
 from shared import job_service
 from shared.errors import BadRequest
+from shared.executors import Work
 from shared.models import Job
 from shared.quotas import submission_quota
-from shared.executors import Work
 from shared.resources import get_executors, get_pool
 from shared.schemas import (
     URL_RULES,

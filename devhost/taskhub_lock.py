@@ -26,7 +26,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -57,7 +57,7 @@ class _Holder:
 
     def is_gone(self) -> bool:
         """The lease lapsed, or its holder is a process of this machine that no longer exists."""
-        if self.expires < datetime.now(timezone.utc):
+        if self.expires < datetime.now(UTC):
             return True
         return self.host == socket.gethostname() and not _process_exists(self.pid)
 
@@ -150,7 +150,7 @@ class TaskHubLock:
     def _entity(self) -> dict[str, Any]:
         return {"PartitionKey": PARTITION, "RowKey": self._hub.lower(), "TaskHub": self._hub,
                 "Host": socket.gethostname(), "Pid": os.getpid(),
-                "Expires": datetime.now(timezone.utc) + timedelta(seconds=LEASE_SECONDS)}
+                "Expires": datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS)}
 
     def _in_use(self, holder: _Holder) -> str:
         return (f"task hub '{self._hub}' on storage account '{self._service.account_name}' is in use by {holder} "

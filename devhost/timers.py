@@ -28,7 +28,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.functions.meta import Datum
@@ -42,7 +42,7 @@ from devhost.storage import resolve_setting_references
 
 log = logging.getLogger("devhost")
 
-_NEVER = datetime(1, 1, 1, tzinfo=timezone.utc)
+_NEVER = datetime(1, 1, 1, tzinfo=UTC)
 _TIMESPAN = re.compile(r"^-?(\d+|(\d+\.)?\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,7})?)?)$")
 
 
@@ -190,4 +190,4 @@ def _seconds_iso(moment: datetime) -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

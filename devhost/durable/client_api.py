@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -156,7 +156,7 @@ class ClientApi:
         created_from = _timestamp(request, "createdTimeFrom")
         if created_from is None:
             return RawResponse.json(400, "Please provide value for 'createdTimeFrom' parameter.")
-        created_to = _timestamp(request, "createdTimeTo") or helpers.new_timestamp(datetime.now(timezone.utc))
+        created_to = _timestamp(request, "createdTimeTo") or helpers.new_timestamp(datetime.now(UTC))
         purge_filter = pb.PurgeInstanceFilter(createdTimeFrom=created_from, createdTimeTo=created_to,
                                               runtimeStatus=_statuses(request))
         result = self.stub.PurgeInstances(pb.PurgeInstancesRequest(purgeInstanceFilter=purge_filter))
@@ -232,7 +232,7 @@ def _timestamp(request: RawRequest, name: str) -> timestamp_pb2.Timestamp | None
         return None
     if parsed is None:
         return None
-    return helpers.new_timestamp(parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+    return helpers.new_timestamp(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def _statuses(request: RawRequest) -> list[pb.OrchestrationStatus]:

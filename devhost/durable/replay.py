@@ -19,7 +19,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import durabletask.internal.helpers as helpers
@@ -89,7 +89,7 @@ class ShimReplay:
     def __init__(self, build: RequestBuilder, instance_id: str) -> None:
         self._build = build
         self._instance_id = instance_id
-        self._now = datetime.min.replace(tzinfo=timezone.utc)
+        self._now = datetime.min.replace(tzinfo=UTC)
         self._next_id = 0
         self._requested: dict[int, Request] = {}
         self._open: dict[int, _Task] = {}
@@ -112,7 +112,7 @@ class ShimReplay:
     def _play(self, event: pb.HistoryEvent) -> None:
         kind = event_kind(event)
         if kind == "orchestratorStarted":
-            self._now = event.timestamp.ToDatetime(tzinfo=timezone.utc)
+            self._now = event.timestamp.ToDatetime(tzinfo=UTC)
         elif kind == "executionStarted":
             self._await_next()
         elif kind in _SCHEDULING:
@@ -286,4 +286,4 @@ def _nondeterminism(task_id: int, kind: str, name: str, replay: str) -> str:
 
 def _parse_fire_at(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

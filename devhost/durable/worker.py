@@ -7,7 +7,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import durabletask.internal.orchestrator_service_pb2 as pb
@@ -139,8 +139,8 @@ class WorkItemLoop:
         instance_id = request.instanceId
         if not self._running.any_for(instance_id) or not _only_activity_results(request.newEvents):
             return False
-        opened = request.newEvents[0].timestamp.ToDatetime(tzinfo=timezone.utc)
-        remaining = BATCH_WINDOW - (datetime.now(timezone.utc) - opened).total_seconds()
+        opened = request.newEvents[0].timestamp.ToDatetime(tzinfo=UTC)
+        remaining = BATCH_WINDOW - (datetime.now(UTC) - opened).total_seconds()
         if remaining <= 0:
             return False
         self._running.wait_until_none(instance_id, remaining)
