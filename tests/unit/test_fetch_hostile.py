@@ -16,6 +16,7 @@ import pytest
 
 from shared.fetch import MAX_CODINGS, FetchError, FetchLimits, fetch
 from shared.netpolicy import is_address_allowed
+from tests.unit.test_fetch import fetch_error
 
 HTML = b"<html><title>ok</title></html>"
 SECRET_PATH = "/private/SECRET-PATH-TOKEN"
@@ -83,12 +84,6 @@ def raw_site() -> Iterator[RawSite]:
                                     allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)))
     server.shutdown()
     server.server_close()
-
-
-def fetch_error(url: str, limits: FetchLimits) -> FetchError:
-    with pytest.raises(FetchError) as raised:
-        fetch(url, limits)
-    return raised.value
 
 
 def assert_names_the_host_only(error: FetchError) -> None:
