@@ -24,7 +24,7 @@ from typing import Protocol
 
 from opentelemetry.trace import SpanKind
 
-from shared.db import ConnectionPool, in_transaction, read
+from shared.db import ConnectionPool, in_one_statement, in_transaction, read
 from shared.errors import DatabaseUnavailable
 from shared.fetch import FetchError, FetchLimits
 from shared.messages import ItemMessage
@@ -158,7 +158,7 @@ class _Delivery:
 
     def _record(self, result: ScrapeResult) -> WorkResult:
         try:
-            outcome = in_transaction(self.pool, lambda tx: tx.jobs.complete_item(
+            outcome = in_one_statement(self.pool, lambda tx: tx.jobs.complete_item(
                 self.job_id, self.seq, result.model_dump(mode="json"), result.status, result.final_url,
                 result.elapsed_ms))
         except ResultNotStorableError as refused:

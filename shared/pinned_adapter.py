@@ -15,6 +15,8 @@ blocked read return at once.
 """
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -39,11 +41,10 @@ class DeadlineGuard:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._expired = False
-        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._expire)
-        self._timer.daemon = True
+        self._finished = False
 
     def __enter__(self) -> "DeadlineGuard":
-        self._timer.start()
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(
@@ -52,11 +53,13 @@ class DeadlineGuard:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            self._sockets.clear()
 
     @property
     def expired(self) -> bool:
-        """True once the deadline has passed, even if the timer has not fired yet."""
+        """True once the deadline has passed, even if the watchdog has not fired yet."""
         return self._expired or time.monotonic() >= self.deadline
 
     def remaining(self) -> float:
@@ -70,11 +73,49 @@ class DeadlineGuard:
             if self._expired:
                 _shutdown(sock)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """Shut down the watched sockets, unless the guarded block has already ended."""
         with self._lock:
+            if self._finished:
+                return
             self._expired = True
             for sock in self._sockets:
                 _shutdown(sock)
+
+
+class _Watchdog:
+    """One thread that expires every DeadlineGuard of the process at its deadline. A timer thread
+    per guard cost every fetch a thread start and stop, on the workers' busiest path."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, DeadlineGuard]] = []
+        self._order = itertools.count()  # breaks ties between equal deadlines; guards do not compare
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: DeadlineGuard) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (guard.deadline, next(self._order), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-deadlines", daemon=True)
+                self._thread.start()
+            if self._due[0][2] is guard:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            self._next_expired().expire()
+
+    def _next_expired(self) -> DeadlineGuard:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if self._due and self._due[0][0] <= now:
+                    return heapq.heappop(self._due)[2]
+                self._changed.wait(self._due[0][0] - now if self._due else None)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -6,7 +6,7 @@ All SQL lives in this package; callers borrow a unit of work (`uow(pool)`) and u
 
 from shared.db.connection import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect
 from shared.db.migrate import migrate
-from shared.db.unit_of_work import UnitOfWork, in_transaction, is_connection_error, read, uow
+from shared.db.unit_of_work import UnitOfWork, in_one_statement, in_transaction, is_connection_error, read, uow
 
 __all__ = [
     "ConnectionPool",
@@ -15,6 +15,7 @@ __all__ = [
     "UnitOfWork",
     "UrlDatabase",
     "connect",
+    "in_one_statement",
     "in_transaction",
     "is_connection_error",
     "migrate",

@@ -8,7 +8,7 @@ Usage (cosmicpython's `service_layer/unit_of_work.py`):
 
 Leaving the block without `commit()`, normally or by an exception, rolls everything back.
 Reads that need no transaction use `read(pool, ...)`: one statement each in autocommit, no
-BEGIN/ROLLBACK round trips. A lost or refused connection surfaces as `DatabaseUnavailable`
+BEGIN/ROLLBACK round trips; a write that is a single statement uses `in_one_statement`. A lost or refused connection surfaces as `DatabaseUnavailable`
 (HTTP 503, a delay for queue workers), never as a bare driver error.
 """
 
@@ -135,5 +135,15 @@ def in_transaction(pool: ConnectionPool, operation: Callable[[UnitOfWork], T]) -
 def read(pool: ConnectionPool, operation: Callable[[UnitOfWork], T]) -> T:
     """Run read-only `operation` in autocommit: each statement stands alone, so a single SELECT
     costs one round trip. Use it only where the reads need not see one snapshot."""
+    with UnitOfWork(pool, autocommit=True) as tx:
+        return operation(tx)
+
+
+def in_one_statement(pool: ConnectionPool, operation: Callable[[UnitOfWork], T]) -> T:
+    """Run `operation`, whose writes are ONE statement (reads may follow it), in autocommit: the
+    statement is its own transaction. The row locks it takes (a job's counters, which every item of
+    the job updates) are then held only while the server runs and commits it, not across a round
+    trip back to a busy Python process and a COMMIT: with 30 items finishing at once, that wait
+    serialised a job's completions at about 50 a second."""
     with UnitOfWork(pool, autocommit=True) as tx:
         return operation(tx)

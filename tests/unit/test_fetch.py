@@ -14,6 +14,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,7 @@ from shared.fetch import FetchError, FetchLimits, fetch, read_capped
 from shared.netpolicy import parse_target
 from shared.pinned_adapter import DeadlineGuard, PinnedAdapter
 from shared.scrape import scrape
+from tests.devhost.conftest import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "html"
 HTML = "text/html; charset=utf-8"
@@ -294,6 +296,19 @@ def test_slow_drip_headers_are_cut_off_by_the_total_timeout(site: LocalSite) -> 
     error = fetch_error(f"{site.url}/drip-headers", replace(site.limits, total_timeout=1.0))
     assert error.code == "timeout"
     assert time.monotonic() - started < 2.0
+
+
+def test_concurrent_fetches_share_one_deadline_thread(site: LocalSite) -> None:
+    limits = replace(site.limits, total_timeout=2.0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        errors = [pool.submit(fetch_error, f"{site.url}/drip/{n}", limits) for n in range(4)]
+        wait_until(lambda: sum(path.startswith("/drip/") for path in site.log.paths) == 4)
+        deadline_threads = [thread.name for thread in threading.enumerate()
+                            if isinstance(thread, threading.Timer) or thread.name == "fetch-deadlines"]
+        codes = [error.result().code for error in errors]
+    # A timer thread per fetch was one more thread start and stop per item on the workers' path.
+    assert deadline_threads == ["fetch-deadlines"]
+    assert codes == ["timeout"] * 4
 
 
 @pytest.mark.parametrize(
