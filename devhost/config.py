@@ -13,6 +13,7 @@ from typing import Any
 log = logging.getLogger("devhost")
 
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)$")
+_SETTING_REFERENCE = re.compile(r"%([^%]+)%")
 
 
 class ConfigError(Exception):
@@ -79,7 +80,7 @@ class HostConfig:
             route_prefix=str(extensions.get("http", {}).get("routePrefix", "api")).strip("/"),
             function_timeout=_function_timeout(raw.get("functionTimeout")),
             queues=QueueOptions.from_host_json(extensions.get("queues", {})),
-            durable_hub_name=_expand_setting(durable.get("hubName", "TestHubName")),
+            durable_hub_name=resolve_setting_references(str(durable.get("hubName", "TestHubName"))),
             # The Azure Storage provider's names for it (connectionStringName before extension v2.7).
             durable_connection=storage.get("connectionName") or storage.get("connectionStringName"),
             raw=raw,
@@ -108,9 +109,25 @@ def _function_timeout(value: str | None) -> float | None:
     return parse_timespan(value)
 
 
-def _expand_setting(value: str) -> str:
-    """host.json may name an app setting as %NAME%, as the Functions host resolves it."""
-    return re.sub(r"%([^%]+)%", lambda m: os.environ.get(m[1], ""), value)
+def resolve_setting_references(value: str, environ: Mapping[str, str] = os.environ) -> str:
+    """Replace every %NAME% in a binding property or host.json value with the app setting NAME (the host's
+    name resolver); a missing setting is an error, as on Azure ("'%NAME%' does not resolve to a value.")."""
+
+    def setting(match: re.Match[str]) -> str:
+        resolved = lookup_setting(environ, match[1])
+        if resolved is None:
+            raise ConfigError(f"'{match[0]}' does not resolve to a value.")
+        return resolved
+
+    return _SETTING_REFERENCE.sub(setting, value)
+
+
+def lookup_setting(environ: Mapping[str, str], name: str) -> str | None:
+    """An app setting by name, case-insensitively, as .NET configuration keys are."""
+    if name in environ:
+        return environ[name]
+    wanted = name.lower()
+    return next((value for key, value in environ.items() if key.lower() == wanted), None)
 
 
 def apply_local_settings(script_root: Path, environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:

@@ -29,29 +29,16 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from devhost.config import ConfigError
+from devhost.config import ConfigError, lookup_setting, resolve_setting_references
 
 ServiceClient = TypeVar("ServiceClient", QueueServiceClient, TableServiceClient)
 
 DEFAULT_CONNECTION = "Storage"
-_SETTING_REFERENCE = re.compile(r"%([^%]+)%")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 # azure-storage-queue's transport settings (_shared/constants.py), which a transport passed in replaces.
 _CONNECTION_TIMEOUT = 20
 _READ_TIMEOUT = 60
 _DATA_BLOCK_SIZE = 256 * 1024
-
-
-def resolve_setting_references(value: str, environ: Mapping[str, str] = os.environ) -> str:
-    """Replace every %NAME% in a binding property with the app setting NAME; fail on a missing one."""
-
-    def setting(match: re.Match[str]) -> str:
-        resolved = _lookup(environ, match[1])
-        if resolved is None:
-            raise ConfigError(f"'{match[0]}' does not resolve to a value.")
-        return resolved
-
-    return _SETTING_REFERENCE.sub(setting, value)
 
 
 def queue_name(binding: dict[str, object], environ: Mapping[str, str] = os.environ) -> str:
@@ -101,7 +88,7 @@ def service_client(client_type: type[ServiceClient], service: str, connection: s
 def _client(client_type: type[ServiceClient], service: str, name: str, environ: Mapping[str, str],
             transport: RequestsTransport) -> ServiceClient:
     for setting in (f"AzureWebJobs{name}", name):
-        value = _lookup(environ, setting)
+        value = lookup_setting(environ, setting)
         if value:
             return client_type.from_connection_string(value, transport=transport, user_agent_use_env=False)
         section = _section(environ, setting)
@@ -148,13 +135,6 @@ def _credential(section: dict[str, str]) -> TokenCredential:
     from azure.identity import DefaultAzureCredential  # slow to import, and only identity connections need it
 
     return DefaultAzureCredential(managed_identity_client_id=section.get("clientid"))
-
-
-def _lookup(environ: Mapping[str, str], name: str) -> str | None:
-    if name in environ:
-        return environ[name]
-    wanted = name.lower()
-    return next((value for key, value in environ.items() if key.lower() == wanted), None)
 
 
 def _section(environ: Mapping[str, str], name: str) -> dict[str, str]:

@@ -33,12 +33,11 @@ from typing import Any
 
 from azure.functions.meta import Datum
 
-from devhost.config import ConfigError
+from devhost.config import ConfigError, resolve_setting_references
 from devhost.indexing import FunctionSpec
 from devhost.invoker import FunctionFailedError, FunctionTimeoutError, Invoker
 from devhost.ncrontab import DAY, DAY_OF_WEEK, HOUR, MINUTE, MONTH, CrontabError, CrontabSchedule
 from devhost.queues import deliver_return_value
-from devhost.storage import resolve_setting_references
 
 log = logging.getLogger("devhost")
 

@@ -73,7 +73,6 @@ class JobEventType(StrEnum):
     item_retried      an attempt failed and the item will be tried again (reason: the error; data: seq,
                       attempt, code, http_status)
     item_skipped      one item skipped (data: seq)
-    items_skipped     pending items skipped in bulk outside a finalisation (data: count)
     cancel_requested  a caller asked to cancel (actor, reason)
     cancelled         job finalised as cancelled (data: skipped)
     timed_out         job finalised at its deadline (data: skipped)
@@ -86,7 +85,6 @@ class JobEventType(StrEnum):
     ITEM_FAILED = "item_failed"
     ITEM_RETRIED = "item_retried"
     ITEM_SKIPPED = "item_skipped"
-    ITEMS_SKIPPED = "items_skipped"
     CANCEL_REQUESTED = "cancel_requested"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
@@ -107,9 +105,6 @@ class Owner(BaseModel):
         """How this owner appears as `actor` in the audit log."""
         return f"{self.tenant_id}/{self.object_id}"
 
-
-# Owns every job until authentication lands; not a valid Entra tenant or object id.
-ANONYMOUS_OWNER = Owner(tenant_id="anonymous", object_id="anonymous")
 
 # Actor of audit rows written by the service itself rather than a caller.
 SYSTEM_ACTOR = "system"
@@ -257,7 +252,6 @@ class ItemOutcome:
     repeated delivery); `remaining` counts the job's non-final items after this call."""
 
     changed: bool
-    item_status: ItemStatus
     job_status: JobStatus
     remaining: int
 

@@ -21,7 +21,8 @@ from shared.db.jobs import JobRepository
 from shared.db.migrate import migrate
 from shared.db.queries import JobQueries
 from shared.db.unit_of_work import in_transaction
-from shared.models import ANONYMOUS_OWNER, Job, Owner
+from shared.models import Job, Owner
+from tests.owners import ANONYMOUS_OWNER
 
 if TYPE_CHECKING:
     # Imported where used: pgserver warns at import time, which unit-only runs need not see.

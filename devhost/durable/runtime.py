@@ -8,7 +8,7 @@ from typing import Any
 import durabletask.internal.orchestrator_service_pb2_grpc as stubs
 import grpc
 
-from devhost.config import ConfigError
+from devhost.config import ConfigError, resolve_setting_references
 from devhost.durable.activities import ActivityRunner
 from devhost.durable.catalog import FunctionCatalog
 from devhost.durable.client_api import ClientApi
@@ -20,7 +20,6 @@ from devhost.durable.worker import WorkItemLoop
 from devhost.http_types import RawRequest, RawResponse
 from devhost.indexing import FunctionSpec
 from devhost.invoker import Invoker
-from devhost.storage import resolve_setting_references
 
 log = logging.getLogger("devhost")
 

@@ -50,7 +50,7 @@ if [ "${AZURE_POSTGRES_PUBLIC_ACCESS:-true}" != "true" ]; then
 fi
 for tool in az psql curl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "postprovision: $tool is required (see infra/README-sections.md); then: azd hooks run postprovision" >&2
+    echo "postprovision: $tool is required (see README.md, Deploy to Azure); then: azd hooks run postprovision" >&2
     exit 1
   fi
 done

@@ -13,7 +13,7 @@ set -euo pipefail
 missing=0
 for name in TRAWL_ALERT_EMAIL TRAWL_API_AUDIENCE; do
   if [ -z "${!name:-}" ]; then
-    echo "preprovision: $name is not set; run: azd env set $name <value> (see infra/README-sections.md)" >&2
+    echo "preprovision: $name is not set; run: azd env set $name <value> (see README.md, Deploy to Azure)" >&2
     missing=1
   fi
 done

@@ -114,18 +114,6 @@ UPDATE jobs SET skipped = skipped + 1 FROM item WHERE jobs.id = item.job_id
 RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
-_SKIP_PENDING_ITEMS = """
-WITH skipped AS (
-    UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_code = %(code)s, last_error_message = %(reason)s
-     WHERE job_id = %(job_id)s AND status = 'pending'
- RETURNING 1
-)
-UPDATE jobs SET skipped = skipped + (SELECT count(*) FROM skipped)
- WHERE id = %(job_id)s AND EXISTS (SELECT 1 FROM skipped)
-RETURNING (SELECT count(*) FROM skipped) AS count
-"""
-
 # Items are skipped only while the job may still take this outcome, in the same statement as
 # the job update, so a refused finalisation never skips anything.
 _FINALISE_JOB = """
@@ -158,7 +146,7 @@ RETURNING j.*
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _ITEM_STATE = f"""
-SELECT i.status AS item_status, jobs.status AS job_status, {_REMAINING} AS remaining
+SELECT jobs.status AS job_status, {_REMAINING} AS remaining
   FROM job_items i JOIN jobs ON jobs.id = i.job_id
  WHERE i.job_id = %(job_id)s AND i.seq = %(seq)s
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
@@ -367,7 +355,7 @@ class JobRepository:
             "duration_ms": duration_ms,
         }
         try:
-            return self._finish_item(_SUCCEED_ITEM, params, ItemStatus.SUCCEEDED)
+            return self._finish_item(_SUCCEED_ITEM, params)
         except _REFUSED_DATA as exc:
             raise ResultNotStorableError(f"{type(exc).__name__}, SQLSTATE {exc.pgcode}") from exc
 
@@ -398,7 +386,7 @@ class JobRepository:
             "duration_ms": duration_ms,
             "attempt": 1 if counts_as_attempt else 0,
         }
-        outcome = self._finish_item(_FAIL_ITEM, params, ItemStatus.FAILED)
+        outcome = self._finish_item(_FAIL_ITEM, params)
         if outcome.changed:
             data = {"seq": seq, "code": code, "http_status": http_status}
             self._append_event(job_id, actor, JobEventType.ITEM_FAILED, message, data)
@@ -408,23 +396,12 @@ class JobRepository:
         """pending -> skipped (reason code and text kept as the item's error), with an
         `item_skipped` event."""
         params = {"job_id": job_id, "seq": seq, "code": code, "reason": reason}
-        outcome = self._finish_item(_SKIP_ITEM, params, ItemStatus.SKIPPED)
+        outcome = self._finish_item(_SKIP_ITEM, params)
         if outcome.changed:
             self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_SKIPPED, reason, {"seq": seq, "code": code})
         return outcome
 
-    def skip_pending_items(self, job_id: UUID, code: str, reason: str) -> int:
-        """Skip every pending item of a job (reason code and text kept as each item's error) and
-        count them, with one `items_skipped` event; returns how many were skipped (0 on a repeat)."""
-        self._cur.execute(_SKIP_PENDING_ITEMS, {"job_id": job_id, "code": code, "reason": reason})
-        row = self._cur.fetchone()
-        if row is None:
-            return 0
-        count = int(row["count"])
-        self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEMS_SKIPPED, reason, {"count": count})
-        return count
-
-    def _finish_item(self, sql: str, params: dict[str, Any], status: ItemStatus) -> ItemOutcome:
+    def _finish_item(self, sql: str, params: dict[str, Any]) -> ItemOutcome:
         self._cur.execute(sql, params)
         row = self._cur.fetchone()
         changed = row is not None
@@ -435,7 +412,6 @@ class JobRepository:
                 raise ItemNotFoundError(params["job_id"], params["seq"])
         return ItemOutcome(
             changed=changed,
-            item_status=status if changed else ItemStatus(row["item_status"]),
             job_status=JobStatus(row["job_status"]),
             remaining=row["remaining"],
         )

@@ -22,11 +22,11 @@ import requests.sessions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-from devhost.config import ConfigError, HostConfig
+from devhost.config import ConfigError, HostConfig, resolve_setting_references
 from devhost.indexing import load_functions
 from devhost.invoker import Invoker
 from devhost.queues import LEASE_SECONDS, QueueTriggers
-from devhost.storage import QueueAccounts, queue_name, resolve_setting_references
+from devhost.storage import QueueAccounts, queue_name
 from tests.devhost.conftest import APPS, wait_until, wait_until_serving
 
 pytestmark = pytest.mark.devhost
@@ -257,6 +257,17 @@ def test_queue_names_resolve_settings_and_are_lower_cased(monkeypatch: pytest.Mo
         resolve_setting_references("%WORK_QUEUE%")
     with pytest.raises(ConfigError, match="Invalid queue name"):
         queue_name({"queueName": "bad--name"})
+
+
+def test_host_json_names_resolve_settings_by_the_same_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0",
+                                                   "extensions": {"durableTask": {"hubName": "%HUB_NAME%"}}}))
+    monkeypatch.setenv("hub_name", "JobsHub")  # app setting names are case-insensitive
+    assert HostConfig.load(tmp_path).durable_hub_name == "JobsHub"
+    monkeypatch.delenv("hub_name")
+    # devhost used to substitute an empty hub name here without a word.
+    with pytest.raises(ConfigError, match="'%HUB_NAME%' does not resolve to a value"):
+        HostConfig.load(tmp_path)
 
 
 def test_unresolved_queue_name_fails_at_start(azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,7 @@ from shared.db.connection import (
 )
 from shared.db.unit_of_work import in_transaction, is_connection_error, read, uow
 from shared.errors import DatabaseUnavailable
-from shared.models import ANONYMOUS_OWNER
+from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
 

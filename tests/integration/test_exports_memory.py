@@ -20,9 +20,9 @@ import psycopg2
 import pytest
 
 from shared.db import ConnectionPool, UrlDatabase, in_transaction
-from shared.models import ANONYMOUS_OWNER
 from shared.scrape import ScrapeResult
 from tests.conftest import create_database
+from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,8 @@ import sys
 from uuid import UUID
 from shared.db import ConnectionPool, UrlDatabase
 from shared.exports import export_items
-from shared.models import ANONYMOUS_OWNER
+from tests.owners import ANONYMOUS_OWNER
+
 
 db_url, job_id, export_format, path = sys.argv[1:]
 pool = ConnectionPool(UrlDatabase(db_url), maxconn=1)

@@ -12,7 +12,6 @@ import pytest
 from shared.db.connection import ConnectionPool
 from shared.db.unit_of_work import UnitOfWork, in_transaction
 from shared.models import (
-    ANONYMOUS_OWNER,
     CancelOutcome,
     CancelResult,
     FinaliseOutcome,
@@ -22,6 +21,7 @@ from shared.models import (
     JobStatus,
     JobSubmission,
 )
+from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
 

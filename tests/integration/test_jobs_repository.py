@@ -13,7 +13,6 @@ from shared.db.jobs import JobRepository
 from shared.db.queries import JobQueries
 from shared.db.unit_of_work import uow
 from shared.models import (
-    ANONYMOUS_OWNER,
     SYSTEM_ACTOR,
     CancelResult,
     IdempotencyKeyConflictError,
@@ -29,6 +28,7 @@ from shared.models import (
     JobSubmission,
     Owner,
 )
+from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
 
@@ -378,8 +378,8 @@ def test_item_transition_happens_once(
     first = ITEM_TRANSITIONS[transition](jobs, running_job, 2)
     repeats = [ITEM_TRANSITIONS[name](jobs, running_job, 2) for name in ITEM_TRANSITIONS]
 
-    assert (first.changed, first.item_status, first.remaining) == (True, status, 3)
-    assert [(r.changed, r.item_status, r.remaining) for r in repeats] == [(False, status, 3)] * 3
+    assert (first.changed, first.remaining) == (True, 3)
+    assert [(r.changed, r.remaining) for r in repeats] == [(False, 3)] * 3
     row = assert_counters_match_items(fetch_rows, running_job)
     assert row[f"items_{status.value}"] == 1
     [item] = fetch_rows("SELECT * FROM job_items WHERE job_id = %s AND seq = 2", (running_job.id,))
@@ -455,20 +455,6 @@ def test_item_transition_of_an_unknown_item_raises(running_job: Job, jobs: JobRe
         jobs.complete_item(running_job.id, 99, {}, 200, None, 1)
     with pytest.raises(ItemNotFoundError):
         jobs.fail_item(uuid4(), 0, "x", "y", "worker")
-
-
-def test_skip_pending_items_counts_and_logs_once(
-    running_job: Job, jobs: JobRepository, fetch_rows: FetchRows
-) -> None:
-    jobs.complete_item(running_job.id, 1, {}, 200, None, 5)
-
-    first = jobs.skip_pending_items(running_job.id, "quota_exhausted", "quota exhausted")
-    again = jobs.skip_pending_items(running_job.id, "quota_exhausted", "quota exhausted")
-
-    assert (first, again) == (3, 0)
-    assert assert_counters_match_items(fetch_rows, running_job)["skipped"] == 3
-    skipped_events = [e for e in events(fetch_rows, running_job) if e["event"] == "items_skipped"]
-    assert [e["data"] for e in skipped_events] == [{"count": 3}]
 
 
 def test_counters_equal_item_rows_after_a_mixed_run(

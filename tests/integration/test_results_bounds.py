@@ -14,9 +14,10 @@ from shared.db.connection import ConnectionPool
 from shared.db.queries import ITEM_PAGE_MAX_BYTES, JobQueries
 from shared.db.unit_of_work import in_transaction, uow
 from shared.extract import MAX_LINKS
-from shared.models import ANONYMOUS_OWNER, SYSTEM_ACTOR, Job
+from shared.models import SYSTEM_ACTOR, Job
 from shared.schemas import ItemPage, ItemView, ResultsQuery
 from shared.scrape import MAX_RESULT_BYTES, ScrapeResult
+from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration
 
