@@ -11,8 +11,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.errors import Conflict
-
 
 class JobStatus(StrEnum):
     """Where a job is in `pending -> running -> final`; pending may also go straight to
@@ -322,8 +320,9 @@ class ResultNotStorableError(ValueError):
         self.reason = reason
 
 
-class IdempotencyKeyConflictError(Conflict):
-    """The owner reused a live idempotency key with a different request."""
+class IdempotencyKeyConflictError(Exception):
+    """The owner reused a live idempotency key with a different request. Not an HTTP error: the
+    service answers it as the API's 422 (`IdempotencyKeyReused`), naming the original job."""
 
     def __init__(self, idempotency_key: str, job_id: UUID) -> None:
         super().__init__(f"idempotency key {idempotency_key!r} was used for a different request")

@@ -1,10 +1,9 @@
 """The job pipeline end to end: HTTP API -> orchestration -> queue -> workers -> PostgreSQL, on devhost."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.devhost.conftest import wait_until
 from tests.e2e.conftest import Trawl
 from tests.e2e.site import TestSite
 
@@ -74,8 +73,10 @@ def test_duplicate_queue_messages_produce_one_result(trawl: Trawl, site: TestSit
     for _ in range(3):
         queue.send_message(f'{{"job_id": "{accepted["id"]}", "seq": 0}}')
     job = trawl.wait_final(accepted["id"])
-    time.sleep(3)  # let the duplicate deliveries finish too
+    # Each delivery logs its outcome: wait for all four, so the duplicates are known to have been processed.
+    wait_until(lambda: len(delivery_outcomes(trawl, accepted["id"], 0)) == 4, timeout=60)
 
+    assert sorted(delivery_outcomes(trawl, accepted["id"], 0)) == ["duplicate"] * 3 + ["succeeded"]
     assert job["status"] == "succeeded"
     items = trawl.rows("SELECT status, attempts FROM job_items WHERE job_id = %s", accepted["id"])
     assert items == [{"status": "succeeded", "attempts": 1}]
@@ -127,3 +128,9 @@ def test_bad_requests_get_problem_bodies_and_write_nothing(trawl: Trawl) -> None
     unknown = trawl.http.get(f"{trawl.api}/jobs/6f9619ff-8b86-d011-b42d-00c04fc964ff", timeout=30)
     assert (unknown.status_code, unknown.json()["title"]) == (404, "Not found")
     assert trawl.rows("SELECT count(*) AS n FROM jobs")[0]["n"] == jobs_before
+
+
+def delivery_outcomes(trawl: Trawl, job_id: str, seq: int) -> list[str]:
+    """What each delivery of an item's messages did ("succeeded", "duplicate", ...), from the worker's log."""
+    marker = f"job {job_id} item {seq}: "
+    return [line.split(marker, 1)[1].split(" (")[0] for line in trawl.host.logs().splitlines() if marker in line]

@@ -12,6 +12,7 @@ from shared.db.connection import ConnectionPool
 from shared.db.jobs import JobRepository
 from shared.db.queries import JobQueries
 from shared.db.unit_of_work import uow
+from shared.errors import TrawlError
 from shared.models import (
     SYSTEM_ACTOR,
     CancelResult,
@@ -138,7 +139,9 @@ def test_idempotency_key_replays_the_same_request(
     assert event_names(fetch_rows, first.job) == ["submitted"]
     with pytest.raises(IdempotencyKeyConflictError) as conflict:
         submit(ANONYMOUS_OWNER, "hash-other")
-    assert conflict.value.job_id == first.job.id and conflict.value.status == 409
+    assert conflict.value.job_id == first.job.id
+    # A repository error, not an HTTP one: it used to carry 409 while the API answers it 422.
+    assert not isinstance(conflict.value, TrawlError)
 
 
 def test_idempotency_key_older_than_a_day_starts_a_new_job(
