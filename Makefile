@@ -39,4 +39,5 @@ run: install
 
 test: install $(INFRA_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

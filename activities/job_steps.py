@@ -22,7 +22,7 @@ def start_job(jobId: str) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="batch")
-def enqueue_items(batch: dict) -> int:  # type: ignore[type-arg]
+def enqueue_items(batch: dict) -> int:  # type: ignore[type-arg]  # the worker refuses dict[str, Any] (see above)
     return orchestration_steps.enqueue_items(get_pool(), get_item_queue(), UUID(batch["job_id"]), int(batch["start"]),
                                              int(batch["end"]), batch.get("traceparent"))
 
@@ -33,5 +33,5 @@ def job_progress(jobId: str) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="request")
-def finalise_job(request: dict) -> str:  # type: ignore[type-arg]
+def finalise_job(request: dict) -> str:  # type: ignore[type-arg]  # the worker refuses dict[str, Any] (see above)
     return orchestration_steps.finalise_job(get_pool(), UUID(request["job_id"]), JobOutcome(request["outcome"]))

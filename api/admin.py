@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from api.callers import ADMIN, authorize
 from api.http import handles_errors, json_response
@@ -29,7 +30,7 @@ async def get_job_orchestration(req: func.HttpRequest, client: df.DurableOrchest
     return json_response(_management_payload(status))
 
 
-def _management_payload(status: df.DurableOrchestrationStatus) -> dict[str, object]:
+def _management_payload(status: DurableOrchestrationStatus) -> dict[str, object]:
     """The status as the Durable HTTP API shows it (the SDK's `to_json` leaves out `historyEvents`)."""
     payload: dict[str, object] = dict(status.to_json())
     events = getattr(status, "historyEvents", None)

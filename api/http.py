@@ -131,7 +131,7 @@ def handles_errors(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         async def async_wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
             with _server_span(req) as current:
                 try:
-                    response = await endpoint(req, *args, **kwargs)
+                    response: func.HttpResponse = await endpoint(req, *args, **kwargs)
                 except Exception as exc:
                     response = _translate(exc, req)
                 current.set_attribute("http.response.status_code", response.status_code)
@@ -142,7 +142,7 @@ def handles_errors(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
         with _server_span(req) as current:
             try:
-                response = endpoint(req, *args, **kwargs)
+                response: func.HttpResponse = endpoint(req, *args, **kwargs)
             except Exception as exc:
                 response = _translate(exc, req)
             current.set_attribute("http.response.status_code", response.status_code)

@@ -129,7 +129,8 @@ def _job_response(req: func.HttpRequest, job: Job, status: int, children: Sequen
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
     """The header's key: 1 to 200 printable ASCII characters (a UUID fits), so it is stored and logged as is."""
-    key = req.headers.get("Idempotency-Key")
+    # HttpRequest.headers is unannotated in azure-functions; its ABC declares Mapping[str, str].
+    key: str | None = req.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters, such as a UUID")
     return key

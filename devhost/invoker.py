@@ -30,7 +30,7 @@ import typing
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 from azure.functions import meta
@@ -371,12 +371,13 @@ def _encode_outputs(outs: dict[str, tuple[dict[str, Any], _Out]]) -> list[Encode
 
 
 def _encode_return(spec: FunctionSpec, result: Any) -> meta.Datum | None:
+    # The registry's converters are untyped; azure.functions' OutConverter.encode returns Datum | None.
     returns = [b for b in spec.bindings if b["name"] == "$return"]
     if returns:
         if result is None:
             return None
-        return _converter(returns[0]["type"]).encode(result, expected_type=type(result))
+        return cast(meta.Datum | None, _converter(returns[0]["type"]).encode(result, expected_type=type(result)))
     converter = _converter(spec.trigger_type)
     if converter is not None and converter.has_implicit_output():
-        return converter.encode(result, expected_type=type(result))
+        return cast(meta.Datum | None, converter.encode(result, expected_type=type(result)))
     return None

@@ -12,6 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger("devhost")
 
@@ -124,20 +128,21 @@ class Postgres:
 
     state_dir: Path
     uri: str = ""
-    _server: object | None = None
+    _server: PostgresServer | None = None
 
     def start(self) -> None:
-        import pgserver  # dev-only dependency: imported here so production never needs it
+        # dev-only dependency: imported here so production never needs it
+        from pgserver.postgres_server import get_server
 
         data = self.state_dir / "pgdata"
         data.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(data, cleanup_mode="stop")
-        self.uri = self._server.get_uri()  # type: ignore[attr-defined]
+        self._server = get_server(data, cleanup_mode="stop")
+        self.uri = self._server.get_uri()
         log.info("embedded PostgreSQL started (data in %s)", data)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server.cleanup()
             self._server = None
 
 

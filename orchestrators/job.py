@@ -90,5 +90,5 @@ def _wait_for_wake_up(context: df.DurableOrchestrationContext, state: Orchestrat
         timer,
     ])
     if woken_by is not timer:
-        timer.cancel()
+        timer.cancel()  # type: ignore[attr-defined]  # create_timer says TaskBase; it returns a TimerTask or LongTimerTask
 

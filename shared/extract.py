@@ -154,7 +154,7 @@ def extract(page: FetchedPage, *, max_url_chars: int = MAX_URL_CHARS) -> PageDat
 def _parse(text: str, collector: "_PageCollector") -> None:
     if not text:
         return  # lxml refuses to close a parser that was fed nothing
-    parser = etree.HTMLParser(target=collector, no_network=True)
+    parser = etree.HTMLParser(target=collector, no_network=True)  # type: ignore[call-overload]  # types-lxml's ParserTarget wants every callback; lxml calls only those a target has
     for start in range(0, len(text), _FEED_CHARS):
         parser.feed(text[start:start + _FEED_CHARS])
     parser.close()

@@ -33,7 +33,7 @@ def enqueue_items(pool: ConnectionPool, queue: ItemQueue, job_id: UUID, start: i
     workers absorb as duplicates.
 
     The span continues the submission's trace; each message carries this span as its parent."""
-    attributes = {"trawl.job.id": str(job_id), "trawl.batch.start": start, "trawl.batch.end": end}
+    attributes: dict[str, str | int | bool] = {"trawl.job.id": str(job_id), "trawl.batch.start": start, "trawl.batch.end": end}
     with span("enqueue items", traceparent=traceparent, kind=SpanKind.PRODUCER, attributes=attributes):
         seqs = read(pool, lambda tx: tx.jobs.unsent_item_seqs(job_id, start, end))
         parent = current_traceparent()

@@ -134,7 +134,7 @@ class _WatchedConnectionMixin:
         self._deadline_guard = deadline_guard
 
     def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]  # a mixin: the urllib3 HTTP(S)Connection after it defines _new_conn
         self._deadline_guard.watch(sock)
         return sock
 

@@ -120,5 +120,5 @@ def install_log_redaction() -> None:
         redacting.filter(record)
         return record
 
-    factory.redacts = True  # type: ignore[attr-defined]
+    factory.redacts = True  # type: ignore[attr-defined]  # a marker on the function, read back with getattr above
     logging.setLogRecordFactory(factory)

@@ -30,7 +30,7 @@ class RetryPolicy:
     def delay_s(self, attempts: int, retry_after_s: float | None, unit_random: float) -> int:
         """Whole seconds to wait before the fetch that follows `attempts` failed ones (queue
         visibility delays are whole seconds); `unit_random` in [0, 1) spreads retries apart."""
-        backoff = self.base_delay_s * 2 ** max(attempts - 1, 0)
+        backoff: int = self.base_delay_s * 2 ** max(attempts - 1, 0)  # int: the exponent is never negative
         spread = backoff * (1 + self.jitter * (2 * unit_random - 1))
         wanted = max(spread, retry_after_s or 0.0)
         return max(1, round(min(wanted, self.max_delay_s)))

@@ -72,7 +72,7 @@ class WorkItemLoop:
         self._book = book
         self._running = RunningActivities()
         self._stopping = threading.Event()
-        self._stream: grpc.Call | None = None
+        self._stream: grpc._CallIterator[pb.WorkItem] | None = None  # types-grpcio's server-streaming call
         self._orchestration_pool = concurrent.futures.ThreadPoolExecutor(CONCURRENCY, "durable-orchestrator")
         self._activity_pool = concurrent.futures.ThreadPoolExecutor(CONCURRENCY, "durable-activity")
         self._thread = threading.Thread(target=self._read, name="durable-work-items", daemon=True)

@@ -73,7 +73,7 @@ def connect_kwargs(config: DatabaseConfig, timeout_s: int = CONNECT_TIMEOUT_S) -
 def connect(config: DatabaseConfig, timeout_s: int = CONNECT_TIMEOUT_S) -> Connection:
     """Open one physical connection (migrations, probes, one-off scripts); pooled code uses the pool."""
     conn: Connection = psycopg2.connect(**connect_kwargs(config, timeout_s))
-    psycopg2.extras.register_uuid(conn_or_curs=conn)  # type: ignore[no-untyped-call]
+    psycopg2.extras.register_uuid(conn_or_curs=conn)  # type: ignore[no-untyped-call]  # types-psycopg2 leaves register_uuid unannotated
     return conn
 
 
