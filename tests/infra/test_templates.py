@@ -111,7 +111,8 @@ def test_every_output_the_hooks_read_is_a_main_output(main_template: Template) -
     assert read <= main_template.outputs.keys(), f"hooks read {read - main_template.outputs.keys()}"
 
 
-def test_host_json_configures_durable_for_flex_consumption_and_stays_devhost_compatible() -> None:
+def test_host_json_configures_durable_for_flex_consumption_and_stays_devhost_compatible(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     host = json.loads((REPO / "host.json").read_text())
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
     assert host["telemetryMode"] == "OpenTelemetry"
@@ -124,8 +125,10 @@ def test_host_json_configures_durable_for_flex_consumption_and_stays_devhost_com
                                                   "visibilityTimeout", "maxDequeueCount", "messageEncoding"}
     from devhost.config import HostConfig  # devhost reads the same file; it must still load it
 
+    monkeypatch.setenv("TRAWL_TASK_HUB", "trawlhub")  # set on Azure by main.bicep, locally by local.settings.json
     config = HostConfig.load(REPO)
     assert config.function_timeout == 600 and config.queues.max_dequeue_count == 5
+    assert config.durable_hub_name == "trawlhub"
 
 
 def test_bicep_files_have_no_tabs_or_trailing_spaces() -> None:
