@@ -92,6 +92,7 @@ def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[s
         "TRAWL_FETCH_ALLOWED_PORTS": f"80,443,{site.port}",
         "TRAWL_FETCH_TOTAL_TIMEOUT": "10",
         "TRAWL_RETRY_BASE_DELAY_SECONDS": "1",
+        "TRAWL_RETRY_MAX_DELAY_SECONDS": "2",  # five attempts in about 7 s rather than 15
         "TRAWL_AUTH_MODE": "dev",
         "TRAWL_AUTH_TENANT_IDS": devauth.DEFAULT_TENANT,
         "TRAWL_AUTH_AUDIENCES": devauth.DEFAULT_AUDIENCE,
