@@ -180,22 +180,6 @@ def test_a_database_outage_puts_the_message_back_without_spending_an_attempt(con
         process_item(unreachable, sender, exhausted, config)
 
 
-def test_the_poison_handler_names_the_last_error(
-    pool: ConnectionPool, job_of: Callable[[str], Job], fetch_rows: FetchRows, execute_sql: ExecuteSql
-) -> None:
-    job = job_of("/always500/poison")
-    execute_sql("UPDATE job_items SET attempts = 2, last_error_code = 'timeout', last_error_message = 'slow' "
-                "WHERE job_id = %s", (job.id,))
-    never_recorded = job_of("/always500/never")
-
-    give_up_item(pool, ItemMessage(job_id=job.id, seq=0))
-    give_up_item(pool, ItemMessage(job_id=never_recorded.id, seq=0))
-
-    assert item(fetch_rows, job)["last_error_message"] == "gave up after 2 attempts: timeout: slow"
-    assert "no error was recorded" not in item(fetch_rows, never_recorded)["last_error_message"]
-    assert item(fetch_rows, job)["last_error_code"] == "gave_up"
-
-
 # --- every branch of a delivery, with scrapers that fetch nothing ---------------------------------------------
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
