@@ -40,9 +40,10 @@ run: install
 # Line coverage of the app in the test process (README, Tests): a full run fails below it, or below 90% for the
 # item worker and the job service. A part of the suite (PYTEST_ARGS) is measured but not held to the floors.
 COVERAGE_FLOOR := 90
-SERVICE_MODULES := shared/item_worker.py,shared/job_service.py
+SERVICE_MODULES := shared/services/item_worker.py,shared/services/job_service.py
 test: install $(INFRA_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov $(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR)) $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,$(BIN)/coverage report --include=$(SERVICE_MODULES) --fail-under=90)

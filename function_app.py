@@ -6,8 +6,8 @@ import azure.functions as func
 from activities import job_steps, reconciler, scrape_worker
 from api import admin, health, jobs, logs, openapi, results
 from orchestrators import job
-from shared.redaction import install_log_redaction
-from shared.telemetry import configure_telemetry
+from shared.adapters.redaction import install_log_redaction
+from shared.adapters.telemetry import configure_telemetry
 
 install_log_redaction()
 configure_telemetry()

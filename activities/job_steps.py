@@ -1,4 +1,4 @@
-"""Durable activities of the job orchestration: thin adapters over shared.orchestration_steps."""
+"""Durable activities of the job orchestration: thin adapters over shared.services.orchestration_steps."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,9 +6,9 @@ from uuid import UUID
 
 import azure.durable_functions as df
 
-from shared import orchestration_steps
-from shared.models import JobOutcome
-from shared.resources import get_item_queue, get_pool
+from shared.composition import get_item_queue, get_pool
+from shared.domain.models import JobOutcome
+from shared.services import orchestration_steps
 
 bp = df.Blueprint()
 

@@ -12,12 +12,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators.job import ORCHESTRATOR_NAME
-from shared.db import in_transaction, read
-from shared.executors import Work
-from shared.job_service import orchestration_input
-from shared.models import SYSTEM_ACTOR, Job, JobOutcome
-from shared.reconcile import Repair, repair_for
-from shared.resources import get_executors, get_pool
+from shared.adapters.db import in_transaction, read
+from shared.adapters.executors import Work
+from shared.composition import get_executors, get_pool
+from shared.domain.models import SYSTEM_ACTOR, Job, JobOutcome
+from shared.domain.reconcile import Repair, repair_for
+from shared.services.job_service import orchestration_input
 from shared.settings import get_settings
 
 bp = df.Blueprint()

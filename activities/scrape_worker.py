@@ -1,11 +1,11 @@
 """Queue-triggered scrape workers: one message = one item; plus the poison-queue handler.
 
 Transient fetch failures and database outages are rescheduled by the worker itself (a new message
-with a visibility delay; see shared.item_worker), so a function run fails only on a crash or an
+with a visibility delay; see shared.services.item_worker), so a function run fails only on a crash or an
 unexpected error: then the queue redelivers until maxDequeueCount and the host moves the message to
 `<queue>-poison`, where `give_up_on_item` fails the item so the job never waits for it. Whoever
 finishes a job's last item wakes its orchestration. Blocking work runs on the scrape pool, sized to
-the queue trigger's concurrency (shared.executors).
+the queue trigger's concurrency (shared.adapters.executors).
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators.job import ITEMS_DONE_EVENT
-from shared.executors import Work
-from shared.item_worker import WorkResult, give_up_item, process_item
-from shared.messages import ItemMessage
-from shared.resources import get_executors, get_item_queue, get_pool, worker_config
-from shared.telemetry import record_queue_latency
+from shared.adapters.executors import Work
+from shared.adapters.telemetry import record_queue_latency
+from shared.composition import get_executors, get_item_queue, get_pool, worker_config
+from shared.domain.messages import ItemMessage
+from shared.services.item_worker import WorkResult, give_up_item, process_item
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)

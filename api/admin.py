@@ -12,7 +12,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from api.callers import ADMIN, authorize
 from api.http import handles_errors, json_response
 from api.params import job_id_of
-from shared.errors import NotFound
+from shared.domain.errors import NotFound
 
 bp = df.Blueprint()
 

@@ -5,8 +5,16 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared.auth import ADMIN, READ, SUBMIT, InsufficientRoleError, Principal, bearer_token, get_token_validator
-from shared.models import Owner
+from shared.adapters.auth import (
+    ADMIN,
+    READ,
+    SUBMIT,
+    InsufficientRoleError,
+    Principal,
+    bearer_token,
+    get_token_validator,
+)
+from shared.domain.models import Owner
 
 __all__ = ["ADMIN", "READ", "SUBMIT", "Caller", "authorize"]
 

@@ -17,9 +17,10 @@ from functools import lru_cache
 import azure.functions as func
 
 from api.http import json_response
-from shared.db import connect
-from shared.item_queue import ItemQueue, queue_client
-from shared.resources import database_config
+from shared.adapters.db import connect
+from shared.adapters.item_queue import ItemQueue
+from shared.adapters.storage import queue_client
+from shared.composition import database_config
 from shared.settings import get_settings
 
 bp = func.Blueprint()

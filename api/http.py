@@ -14,10 +14,10 @@ import azure.functions as func
 from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import BadRequest, PayloadTooLarge, TrawlError, UnsupportedMediaType, ValidationFailed
-from shared.outages import as_unavailable
+from shared.adapters.outages import as_unavailable
+from shared.adapters.telemetry import span
+from shared.domain.errors import BadRequest, PayloadTooLarge, TrawlError, UnsupportedMediaType, ValidationFailed
 from shared.settings import get_settings
-from shared.telemetry import span
 
 log = logging.getLogger(__name__)
 

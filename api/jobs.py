@@ -14,13 +14,10 @@ from api.callers import READ, SUBMIT, authorize
 from api.http import base_url, handles_errors, json_response, parse_body
 from api.params import job_id_of, parse_query
 from orchestrators.job import CANCEL_EVENT, ORCHESTRATOR_NAME
-from shared import job_service
-from shared.errors import BadRequest
-from shared.executors import Work
-from shared.models import Job
-from shared.quotas import submission_quota
-from shared.resources import get_executors, get_pool
-from shared.schemas import (
+from shared.adapters.executors import Work
+from shared.adapters.telemetry import JOBS_SUBMITTED, current_traceparent
+from shared.composition import get_executors, get_pool, get_quotas
+from shared.contract.schemas import (
     URL_RULES,
     CancelJobRequest,
     JobListQuery,
@@ -31,8 +28,11 @@ from shared.schemas import (
     SubmitJobRequest,
     UrlRules,
 )
+from shared.domain.errors import BadRequest
+from shared.domain.models import Job
+from shared.services import job_service
+from shared.services.quotas import submission_quota
 from shared.settings import Settings, get_settings
-from shared.telemetry import JOBS_SUBMITTED, current_traceparent
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     settings = get_settings()
     key = _idempotency_key(req)
     plan = submission_plan(req, settings)
-    async with submission_quota(who.owner, len(plan.urls)):
+    async with submission_quota(get_quotas(), get_executors(), who.owner, len(plan.urls)):
         submission = await get_executors().run(Work.API, job_service.submit_job, get_pool(), who.owner, plan, settings, key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)
@@ -94,7 +94,7 @@ async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
     request = parse_body(req, RetryJobRequest, optional=True)
     key = _idempotency_key(req)
     plan = await get_executors().run(Work.API, job_service.plan_retry, get_pool(), job_id_of(req), who.scope, request)
-    async with submission_quota(plan.parent.owner, len(plan.urls)):
+    async with submission_quota(get_quotas(), get_executors(), plan.parent.owner, len(plan.urls)):
         submission = await get_executors().run(Work.API, job_service.create_retry, get_pool(), plan, get_settings(), key)
     if not submission.replayed:
         await _start_orchestration(client, submission.job)

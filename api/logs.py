@@ -6,9 +6,9 @@ import azure.functions as func
 from api.callers import READ, authorize
 from api.http import handles_errors, json_response
 from api.params import job_id_of, parse_query
-from shared import job_service
-from shared.resources import get_pool
-from shared.schemas import EventPage, EventView, LogsQuery
+from shared.composition import get_pool
+from shared.contract.schemas import EventPage, EventView, LogsQuery
+from shared.services import job_service
 
 bp = func.Blueprint()
 

@@ -16,8 +16,17 @@ import azure.functions as func
 
 from api.callers import ADMIN, READ, SUBMIT
 from api.http import json_response
-from shared.openapi import Body, Header, Operation, Security, Success, build_document, readme_section, replace_block
-from shared.schemas import (
+from shared.contract.openapi import (
+    Body,
+    Header,
+    Operation,
+    Security,
+    Success,
+    build_document,
+    readme_section,
+    replace_block,
+)
+from shared.contract.schemas import (
     CancelJobRequest,
     EventPage,
     HealthView,

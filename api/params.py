@@ -12,7 +12,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from api.http import validation_errors
-from shared.errors import BadRequest, NotFound
+from shared.domain.errors import BadRequest, NotFound
 
 Q = TypeVar("Q", bound=BaseModel)
 

@@ -6,9 +6,9 @@ import azure.functions as func
 from api.callers import READ, authorize
 from api.http import SECURITY_HEADERS, handles_errors, json_response
 from api.params import job_id_of, parse_query
-from shared import exports, job_service
-from shared.resources import get_pool
-from shared.schemas import ItemPage, ItemView, ResultsQuery
+from shared.composition import get_pool
+from shared.contract.schemas import ItemPage, ItemView, ResultsQuery
+from shared.services import exports, job_service
 
 bp = func.Blueprint()
 

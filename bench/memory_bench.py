@@ -1,7 +1,7 @@
 """Peak memory per concurrent item when the scrape worker meets issue 10's hostile pages.
 
 Run from the repository root: ``.venv/bin/python bench/memory_bench.py``. Each case runs in a fresh
-child process: a server process serves the case's page, and the child calls ``shared.scrape.scrape``
+child process: a server process serves the case's page, and the child calls ``shared.scraping.scrape.scrape``
 (fetch, decode, extract, fit the result) from ``--threads`` threads at once, 24 by default as the
 worker runs them. The server holds every response until all the threads' requests have arrived, so
 the items are fetched and parsed together, as on a loaded instance. The figure is the growth of the
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from pydantic_core import to_json  # noqa: E402
 
-from shared.fetch import FetchedPage, FetchLimits, fetch  # noqa: E402
-from shared.scrape import scrape  # noqa: E402
+from shared.scraping.fetch import FetchedPage, FetchLimits, fetch  # noqa: E402
+from shared.scraping.scrape import scrape  # noqa: E402
 
 MIB = 1024 * 1024
 BARRIER_TIMEOUT_S = 120

@@ -2,14 +2,14 @@
 
 Run from the repository root: ``.venv/bin/python bench/parser_bench.py``. For each page
 it reports the best CPU time of several runs of parsing alone and of the full extraction
-(``tree_extractors.bs4_extract``, shared.extract as it was while it used BeautifulSoup) for
+(``tree_extractors.bs4_extract``, shared.scraping.extract as it was while it used BeautifulSoup) for
 every installed parser, with the ratio to html.parser (the standard-library baseline).
 The figures and the resulting choice are recorded in bench/README.md, "Parser choice".
 
 ``--threaded`` measures extraction under threads instead, as the queue workers run it: 40 KiB
 pages of the benchmarks' site (bench/local_site.py) extracted by 1, 6 and 24 threads with
 BeautifulSoup + html.parser, BeautifulSoup + lxml, plain lxml.html (``tree_extractors.lxml_extract``:
-the same fields from lxml's own tree with XPath) and the app's current ``shared.extract``, each with
+the same fields from lxml's own tree with XPath) and the app's current ``shared.scraping.extract``, each with
 the garbage collector as Python sets it, with ``gc.freeze()``, with raised thresholds, and both.
 Recorded in bench/README.md, "Parsing under threads".
 """
@@ -35,9 +35,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.local_site import page_html  # noqa: E402
 from bench.tree_extractors import bs4_extract, lxml_extract  # noqa: E402
-from shared.extract import PageData, extract  # noqa: E402
-from shared.fetch import FetchedPage  # noqa: E402
-from shared.html_charset import decode_html  # noqa: E402
+from shared.domain.pages import PageData  # noqa: E402
+from shared.scraping.extract import extract  # noqa: E402
+from shared.scraping.fetch import FetchedPage  # noqa: E402
+from shared.scraping.html_charset import decode_html  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "html"
 BASELINE = "html.parser"
@@ -135,7 +136,7 @@ EXTRACTORS: dict[str, Callable[[FetchedPage], PageData]] = {
     "bs4 html.parser": partial(bs4_extract, parser="html.parser"),
     "bs4 lxml": partial(bs4_extract, parser="lxml"),
     "lxml.html": lxml_extract,
-    "shared.extract": extract,
+    "shared.scraping.extract": extract,
 }
 
 
@@ -227,10 +228,10 @@ def check_same_results(pages: list[FetchedPage]) -> None:
     differently by design); the app's own extractor follows its own rules and may legitimately
     differ, so its differences are reported, not fatal.
     """
-    trees = [name for name in EXTRACTORS if name != "shared.extract"]
+    trees = [name for name in EXTRACTORS if name != "shared.scraping.extract"]
     for page in pages[:8]:
         _compare(page, trees, strict=True)
-        _compare(page, ["bs4 lxml", "shared.extract"], strict=False)
+        _compare(page, ["bs4 lxml", "shared.scraping.extract"], strict=False)
     for page in _fixture_pages():
         _compare(page, ["bs4 lxml", "lxml.html"], strict=True)
 

@@ -3,7 +3,7 @@ against Scrapy, on one local site, in one script.
 
 Three contenders fetch and parse the same URLs from bench/local_site.py (its own process, so the site never shares
 a GIL with what is measured; `--page-kib` sets the page size, `--page-delay-ms` how long each response is held):
-- baseline: `shared.scrape.scrape` in a thread pool of 24 (devhost runs batchSize 16 + newBatchThreshold 8
+- baseline: `shared.scraping.scrape.scrape` in a thread pool of 24 (devhost runs batchSize 16 + newBatchThreshold 8
   messages at once), in this process;
 - pipeline: one job through the whole app on devhost (HTTP submit, orchestration, enqueue, queue-triggered
   workers, PostgreSQL), a fresh devhost per run on an Azurite and an embedded PostgreSQL of the benchmark's own
@@ -47,9 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.local_site import LocalSite, page_html  # noqa: E402
 from devhost.services import Azurite, port_open  # noqa: E402
-from shared.db import UrlDatabase, connect, migrate  # noqa: E402
-from shared.fetch import FetchLimits  # noqa: E402
-from shared.scrape import scrape  # noqa: E402
+from shared.adapters.db import UrlDatabase, connect, migrate  # noqa: E402
+from shared.scraping.fetch import FetchLimits  # noqa: E402
+from shared.scraping.scrape import scrape  # noqa: E402
 from shared.settings import parse_networks  # noqa: E402
 from tests.devhost.conftest import DevhostProcess, free_port, start_devhost  # noqa: E402
 from tests.e2e.conftest import FINAL, app_env, session_for  # noqa: E402
@@ -274,7 +274,7 @@ HIDDEN = "ancestor::script or ancestor::style or ancestor::noscript or ancestor:
 
 
 def scrapy_page_data(response: Any) -> dict[str, Any]:
-    """With Scrapy's selectors, what shared.extract keeps: title, metadata, headings, links, text digest."""
+    """With Scrapy's selectors, what shared.scraping.extract keeps: title, metadata, headings, links, text digest."""
     def meta(key: str) -> str | None:
         value: str | None = response.xpath(f"//meta[@name='{key}' or @property='{key}']/@content").get()
         return value

@@ -1,6 +1,6 @@
 """Extraction on a whole parsed tree, for the parser benchmark: BeautifulSoup and plain lxml.html.
 
-`bs4_extract` is shared.extract as it was up to fb9f70c (BeautifulSoup with a choice of tree builder);
+`bs4_extract` is shared.scraping.extract as it was up to fb9f70c (BeautifulSoup with a choice of tree builder);
 `lxml_extract` computes the same fields from lxml's own tree with XPath. Both give the same PageData on the
 fixture pages and the benchmark site's pages (parser_bench checks it before it measures), so their timings
 compare the same work. The app's extractor now streams the page through an lxml parser target instead.
@@ -13,9 +13,9 @@ import lxml.html
 from bs4 import BeautifulSoup, CData, Tag
 from bs4.element import NavigableString, PageElement
 
-from shared.extract import Headings, Link, OpenGraph, PageData
-from shared.fetch import FetchedPage
-from shared.html_charset import strip_nul
+from shared.domain.pages import Headings, Link, OpenGraph, PageData
+from shared.scraping.fetch import FetchedPage
+from shared.scraping.html_charset import strip_nul
 
 EXCERPT_CHARS = 300
 HIDDEN_TAGS = frozenset({"title", "script", "style", "noscript", "template"})
@@ -29,7 +29,7 @@ LINK_SCHEMES = frozenset({"http", "https"})
 
 
 def bs4_extract(page: FetchedPage, parser: str) -> PageData:
-    """Parse a fetched page with BeautifulSoup and `parser` and extract what shared.extract extracts."""
+    """Parse a fetched page with BeautifulSoup and `parser` and extract what shared.scraping.extract extracts."""
     soup = BeautifulSoup(strip_nul(page.text), parser)
     tags = _index_tags(soup)
     base = _base_url(tags, page.final_url)

@@ -34,7 +34,7 @@ ISSUER = "https://devhost.localhost/{tenant}/v2.0"
 DEFAULT_TENANT = "00000000-0000-4000-8000-00000000d3b0"
 DEFAULT_AUDIENCE = "api://trawl-local"
 KEY_FILE = "signing-key.pem"
-# The app roles Trawl checks (shared/auth.py; a test keeps the two lists equal).
+# The app roles Trawl checks (shared/adapters/auth.py; a test keeps the two lists equal).
 KNOWN_ROLES = ("Jobs.Submit", "Jobs.Read", "Jobs.Admin")
 
 

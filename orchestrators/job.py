@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.job_rules import (
+from shared.domain.job_rules import (
     ACTIVITY_RETRY_ATTEMPTS,
     ACTIVITY_RETRY_BACKOFF,
     ACTIVITY_RETRY_FIRST_INTERVAL_MS,
@@ -28,7 +28,7 @@ from shared.job_rules import (
     enqueue_batches,
     next_wake,
 )
-from shared.models import JobStatus, Progress
+from shared.domain.models import JobStatus, Progress
 
 bp = df.Blueprint()
 

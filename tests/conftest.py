@@ -16,12 +16,12 @@ from psycopg2 import sql
 from psycopg2.extras import RealDictCursor, register_uuid
 
 from devhost.services import Azurite
-from shared.db.connection import ConnectionPool, UrlDatabase
-from shared.db.jobs import JobRepository
-from shared.db.migrate import migrate
-from shared.db.queries import JobQueries
-from shared.db.unit_of_work import in_transaction
-from shared.models import Job, Owner
+from shared.adapters.db.connection import ConnectionPool, UrlDatabase
+from shared.adapters.db.jobs import JobRepository
+from shared.adapters.db.migrate import migrate
+from shared.adapters.db.queries import JobQueries
+from shared.adapters.db.unit_of_work import in_transaction
+from shared.domain.models import Job, Owner
 from tests.owners import ANONYMOUS_OWNER
 
 if TYPE_CHECKING:

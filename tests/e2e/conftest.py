@@ -25,8 +25,8 @@ import requests
 from psycopg2.extras import RealDictCursor
 
 from devhost import devauth
-from shared.auth import READ, SUBMIT
-from shared.models import Owner
+from shared.adapters.auth import READ, SUBMIT
+from shared.domain.models import Owner
 from tests.conftest import create_database
 from tests.devhost.conftest import REPO, DevhostProcess, start_devhost
 from tests.e2e.site import TestSite

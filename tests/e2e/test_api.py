@@ -18,10 +18,10 @@ import requests
 
 from api.callers import READ, SUBMIT
 from api.openapi import OPERATIONS, openapi_document
-from shared.db import ConnectionPool, UnitOfWork, UrlDatabase, uow
-from shared.exports import CSV_COLUMNS
-from shared.models import SYSTEM_ACTOR, Job, JobOutcome, JobStatus, Owner
-from shared.scrape import ScrapeResult
+from shared.adapters.db import ConnectionPool, UnitOfWork, UrlDatabase, uow
+from shared.domain.models import SYSTEM_ACTOR, Job, JobOutcome, JobStatus, Owner
+from shared.domain.pages import ScrapeResult
+from shared.services.exports import CSV_COLUMNS
 from tests.e2e.conftest import Trawl, session_for
 from tests.e2e.site import TestSite
 

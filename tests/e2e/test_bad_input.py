@@ -12,7 +12,7 @@ import jwt
 import pytest
 import requests
 
-from shared.cursors import encode_cursor, filter_digest
+from shared.domain.cursors import encode_cursor, filter_digest
 from tests.e2e.conftest import DEV_ISSUER, Trawl
 from tests.e2e.site import TestSite
 

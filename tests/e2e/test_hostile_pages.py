@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.exports import UTF8_BOM
-from shared.extract import MAX_LINKS
-from shared.scrape import MAX_RESULT_BYTES
+from shared.domain.pages import MAX_LINKS, MAX_RESULT_BYTES
+from shared.services.exports import UTF8_BOM
 from tests.e2e.conftest import Trawl
 from tests.e2e.site import TestSite
 from tests.unit.test_extract_bounds import LONG_BASE_PAGE, LONG_URLS_PAGE, SHORT_LINKS_PAGE

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared.db import UrlDatabase, connect, migrate
+from shared.adapters.db import UrlDatabase, connect, migrate
 from tests.devhost.conftest import REPO, start_devhost, wait_until
 from tests.e2e.conftest import Trawl, app_env
 from tests.e2e.site import TestSite

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.openapi import OPERATIONS
-from shared.openapi import Operation
+from shared.contract.openapi import Operation
 from tests.e2e.conftest import Trawl, dev_token
 from tests.e2e.site import TestSite
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from devhost import devauth
-from shared.auth import ADMIN, READ, SUBMIT
+from shared.adapters.auth import ADMIN, READ, SUBMIT
 from tests.devhost.conftest import REPO, free_port, start_devhost
 from tests.e2e.conftest import Trawl, app_env, dev_owner, dev_token, session_for
 from tests.e2e.site import TestSite

@@ -1,5 +1,5 @@
 """Alerts watch signals the app really emits: the custom metrics they query are instruments in
-shared/telemetry.py and the job statuses they count are JobStatus values."""
+shared/adapters/telemetry.py and the job statuses they count are JobStatus values."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
 from tests.infra.conftest import REPO
 
 pytestmark = pytest.mark.infra
@@ -27,7 +27,7 @@ def test_log_alerts_query_metrics_the_app_emits(module: Any) -> None:
         text = query if isinstance(query, str) else query["function"]["parameters"]["format_string"]
         queried |= set(re.findall(r'name == "([\w.]+)"', text))
     assert queried == {"trawl.poison.count", "trawl.jobs.finished"}
-    assert queried <= instruments(), f"not emitted by shared/telemetry.py: {queried - instruments()}"
+    assert queried <= instruments(), f"not emitted by shared/adapters/telemetry.py: {queried - instruments()}"
 
 
 def test_failed_job_rate_counts_real_job_statuses(module: Any) -> None:

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.fetch import FetchLimits
-from shared.item_worker import WorkerConfig
-from shared.models import Job
-from shared.retry_policy import RetryPolicy
+from shared.domain.models import Job
+from shared.domain.retry_policy import RetryPolicy
+from shared.scraping.fetch import FetchLimits
+from shared.services.item_worker import WorkerConfig
 from shared.settings import parse_networks
 from tests.e2e.site import TestSite
 

@@ -18,15 +18,15 @@ import psycopg2.pool
 import pytest
 from azure.core.credentials import AccessToken, TokenCredential
 
-from shared.db.connection import (
+from shared.adapters.db.connection import (
     ENTRA_SCOPE,
     ConnectionPool,
     EntraDatabase,
     UrlDatabase,
     connect_kwargs,
 )
-from shared.db.unit_of_work import in_transaction, is_connection_error, read, uow
-from shared.errors import DatabaseUnavailable
+from shared.adapters.db.unit_of_work import in_transaction, is_connection_error, read, uow
+from shared.domain.errors import DatabaseUnavailable
 from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration

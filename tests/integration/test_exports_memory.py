@@ -1,8 +1,10 @@
-"""Exports stream: a 100,000-item job exports in about the memory of a 10,000-item one.
+"""Exports as the results endpoint builds them: streamed from PostgreSQL into one body that stops at the
+endpoint's cap, so a 100,000-item job costs at most about the cap more memory than a 10,000-item one.
 
-Each export runs in its own process writing to a file, and its peak RSS is read from the kernel's
-accounting of that child (`os.wait4`, the per-child form of RUSAGE_CHILDREN), so nothing the test
-process did before can hide or inflate it."""
+Each export runs the endpoint's two steps (`exports.export_items`, then `exports.collect` with
+`api.results.MAX_EXPORT_BYTES`) in its own process, writing the body to a file, and its peak RSS is read
+from the kernel's accounting of that child (`os.wait4`, the per-child form of RUSAGE_CHILDREN), so
+nothing the test process did before can hide or inflate it."""
 from __future__ import annotations
 
 import json
@@ -19,8 +21,9 @@ from uuid import UUID
 import psycopg2
 import pytest
 
-from shared.db import ConnectionPool, UrlDatabase, in_transaction
-from shared.scrape import ScrapeResult
+from api.results import MAX_EXPORT_BYTES
+from shared.adapters.db import ConnectionPool, UrlDatabase, in_transaction
+from shared.domain.pages import ScrapeResult
 from tests.conftest import create_database
 from tests.owners import ANONYMOUS_OWNER
 
@@ -32,17 +35,21 @@ SMALL, LARGE = 10_000, 100_000
 EXPORT = """
 import sys
 from uuid import UUID
-from shared.db import ConnectionPool, UrlDatabase
-from shared.exports import export_items
+from api.results import MAX_EXPORT_BYTES
+from shared.adapters.db import ConnectionPool, UrlDatabase
+from shared.services.exports import ExportTooLarge, collect, export_items
 from tests.owners import ANONYMOUS_OWNER
-
 
 db_url, job_id, export_format, path = sys.argv[1:]
 pool = ConnectionPool(UrlDatabase(db_url), maxconn=1)
-with open(path, "w", encoding="utf-8") as out:
-    for chunk in export_items(pool, UUID(job_id), ANONYMOUS_OWNER, None, export_format):
-        out.write(chunk)
+try:
+    body = collect(export_items(pool, UUID(job_id), ANONYMOUS_OWNER, None, export_format), MAX_EXPORT_BYTES, "page")
+except ExportTooLarge:
+    sys.exit(3)
+with open(path, "wb") as out:
+    out.write(body)
 """
+TOO_LARGE = 3
 
 # Sets every item succeeded with a realistic ~1.5 KB page (its own title and URL), in one statement.
 _FILL = """
@@ -88,15 +95,13 @@ def jobs(db_url: str) -> Iterator[dict[int, UUID]]:
     yield made
 
 
-def export(db_url: str, job_id: UUID, export_format: str, path: Path) -> int:
-    """Run one export in a child process; returns its peak RSS in bytes."""
+def export(db_url: str, job_id: UUID, export_format: str, path: Path) -> tuple[int, int]:
+    """Run one export in a child process; returns its exit code and its peak RSS in bytes."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", EXPORT, db_url, str(job_id), export_format, str(path)],
                              cwd=REPO, env=env)
     _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0
-    return usage.ru_maxrss * 1024  # kilobytes on Linux
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
 def count_lines(path: Path) -> int:
@@ -105,17 +110,16 @@ def count_lines(path: Path) -> int:
 
 
 @pytest.mark.parametrize(("export_format", "header_lines"), [("ndjson", 0), ("csv", 1)])
-def test_a_100k_item_export_takes_about_the_memory_of_a_10k_one(
+def test_an_export_is_refused_at_the_endpoints_cap_without_holding_the_rest_of_the_job(
         db_url: str, jobs: dict[int, UUID], tmp_path: Path, export_format: str, header_lines: int) -> None:
     small_file, large_file = tmp_path / f"small.{export_format}", tmp_path / f"large.{export_format}"
-    small_peak = export(db_url, jobs[SMALL], export_format, small_file)
-    large_peak = export(db_url, jobs[LARGE], export_format, large_file)
+    small_exit, small_peak = export(db_url, jobs[SMALL], export_format, small_file)
+    large_exit, large_peak = export(db_url, jobs[LARGE], export_format, large_file)
 
-    assert count_lines(large_file) == LARGE + header_lines
-    assert count_lines(small_file) == SMALL + header_lines
-    large_bytes = large_file.stat().st_size
-    print(f"{export_format}: peak RSS {small_peak / 2**20:.0f} MiB for 10k items, {large_peak / 2**20:.0f} MiB for "
-          f"100k items ({large_bytes / 2**20:.0f} MiB written)")
-    # Ten times the rows: memory stays flat (holding the rows or the output would add ~100+ MiB).
-    assert large_peak < small_peak * 1.25
-    assert large_peak - small_peak < large_bytes / 8
+    assert small_exit == 0 and count_lines(small_file) == SMALL + header_lines
+    assert large_exit == TOO_LARGE and not large_file.exists()  # ~150 MiB of results: past the 64 MiB cap
+    print(f"{export_format}: peak RSS {small_peak / 2**20:.0f} MiB for 10k items "
+          f"({small_file.stat().st_size / 2**20:.0f} MiB body), {large_peak / 2**20:.0f} MiB for 100k items (refused)")
+    # The refused export held at most about the cap: rows stream from a server-side cursor and the body stops
+    # growing at the cap (holding the job's rows or its whole output would add several hundred MiB).
+    assert large_peak - small_peak < MAX_EXPORT_BYTES * 1.5

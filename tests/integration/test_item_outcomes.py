@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 
-from shared.db.connection import ConnectionPool
-from shared.db.queries import JobQueries
-from shared.db.unit_of_work import in_transaction
-from shared.exports import CSV_COLUMNS, csv_row
-from shared.fetch import FetchLimits
-from shared.item_worker import WorkerConfig, process_item
-from shared.messages import ItemMessage
-from shared.models import SYSTEM_ACTOR, Job, JobOutcome
-from shared.schemas import ItemView
-from shared.scrape import ScrapeResult, scrape
+from shared.adapters.db.connection import ConnectionPool
+from shared.adapters.db.queries import JobQueries
+from shared.adapters.db.unit_of_work import in_transaction
+from shared.contract.schemas import ItemView
+from shared.domain.messages import ItemMessage
+from shared.domain.models import SYSTEM_ACTOR, Job, JobOutcome
+from shared.domain.pages import ScrapeResult
+from shared.scraping.fetch import FetchLimits
+from shared.scraping.scrape import scrape
+from shared.services.exports import CSV_COLUMNS, csv_row
+from shared.services.item_worker import WorkerConfig, process_item
 from tests.e2e.site import TestSite
 from tests.integration.workers import RecordingSender, item
 
@@ -111,7 +112,7 @@ def test_an_unexpected_exception_fails_the_item_with_its_type_and_logs_the_trace
     def broken(url: str, limits: FetchLimits) -> ScrapeResult:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"in {url}?token=SECRET")
 
-    with caplog.at_level(logging.ERROR, logger="shared.item_worker"):
+    with caplog.at_level(logging.ERROR, logger="shared.services.item_worker"):
         assert deliver(pool, job, config, sender, broken) == "failed"
 
     row = item(fetch_rows, job)

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from shared.db.connection import ConnectionPool
-from shared.db.unit_of_work import UnitOfWork, in_transaction
-from shared.models import (
+from shared.adapters.db.connection import ConnectionPool
+from shared.adapters.db.unit_of_work import UnitOfWork, in_transaction
+from shared.domain.models import (
     CancelOutcome,
     CancelResult,
     FinaliseOutcome,

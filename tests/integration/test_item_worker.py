@@ -13,11 +13,14 @@ import psycopg2.extensions
 import pytest
 from psycopg2.extras import register_uuid
 
-from shared.db.connection import APPLICATION_NAME, Connection, ConnectionPool, UrlDatabase
-from shared.errors import DatabaseUnavailable
-from shared.extract import extract
-from shared.fetch import FetchedPage, FetchError, FetchErrorCode, FetchLimits
-from shared.item_worker import (
+from shared.adapters.db.connection import APPLICATION_NAME, Connection, ConnectionPool, UrlDatabase
+from shared.domain.errors import DatabaseUnavailable
+from shared.domain.messages import ItemMessage
+from shared.domain.models import SYSTEM_ACTOR, Job
+from shared.domain.pages import ScrapeResult
+from shared.scraping.extract import extract
+from shared.scraping.fetch import FetchedPage, FetchError, FetchErrorCode, FetchLimits
+from shared.services.item_worker import (
     OUTAGE_MAX_REDELIVERIES,
     Scraper,
     WorkerConfig,
@@ -25,9 +28,6 @@ from shared.item_worker import (
     give_up_item,
     process_item,
 )
-from shared.messages import ItemMessage
-from shared.models import SYSTEM_ACTOR, Job
-from shared.scrape import ScrapeResult
 from tests.e2e.site import TestSite, page_html
 from tests.integration.workers import RecordingSender, item
 

@@ -12,17 +12,9 @@ from uuid import uuid4
 
 import pytest
 
-from shared import job_service
-from shared.db.connection import ConnectionPool
-from shared.db.unit_of_work import UnitOfWork, in_transaction
-from shared.errors import BadRequest, Conflict, NotFound, TrawlError, ValidationFailed
-from shared.item_worker import WorkerConfig, WorkResult, process_item
-from shared.job_rules import decide
-from shared.job_service import IdempotencyKeyReused, NothingToRetry
-from shared.messages import ItemMessage
-from shared.models import SYSTEM_ACTOR, ItemStatus, Job, JobOutcome, JobStatus, JobSubmission, Owner, Progress
-from shared.orchestration_steps import finalise_job, job_progress, start_job
-from shared.schemas import (
+from shared.adapters.db.connection import ConnectionPool
+from shared.adapters.db.unit_of_work import UnitOfWork, in_transaction
+from shared.contract.schemas import (
     URL_RULES,
     JobListQuery,
     LogsQuery,
@@ -31,6 +23,14 @@ from shared.schemas import (
     SubmitJobRequest,
     UrlRules,
 )
+from shared.domain.errors import BadRequest, Conflict, NotFound, TrawlError, ValidationFailed
+from shared.domain.job_rules import decide
+from shared.domain.messages import ItemMessage
+from shared.domain.models import SYSTEM_ACTOR, ItemStatus, Job, JobOutcome, JobStatus, JobSubmission, Owner, Progress
+from shared.services import job_service
+from shared.services.item_worker import WorkerConfig, WorkResult, process_item
+from shared.services.job_service import IdempotencyKeyReused, NothingToRetry
+from shared.services.orchestration_steps import finalise_job, job_progress, start_job
 from shared.settings import DEV_STORAGE, Settings
 from tests.e2e.site import TestSite
 from tests.integration.workers import RecordingSender

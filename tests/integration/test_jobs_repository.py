@@ -8,12 +8,12 @@ from uuid import UUID, uuid4
 import psycopg2
 import pytest
 
-from shared.db.connection import ConnectionPool
-from shared.db.jobs import JobRepository
-from shared.db.queries import JobQueries
-from shared.db.unit_of_work import uow
-from shared.errors import TrawlError
-from shared.models import (
+from shared.adapters.db.connection import ConnectionPool
+from shared.adapters.db.jobs import JobRepository
+from shared.adapters.db.queries import JobQueries
+from shared.adapters.db.unit_of_work import uow
+from shared.domain.errors import TrawlError
+from shared.domain.models import (
     SYSTEM_ACTOR,
     CancelResult,
     IdempotencyKeyConflictError,

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from shared.db.connection import Connection
-from shared.db.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
+from shared.adapters.db.connection import Connection
+from shared.adapters.db.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
 
 pytestmark = pytest.mark.integration
 

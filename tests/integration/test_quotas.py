@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from shared.db import ConnectionPool, in_transaction
-from shared.errors import RateLimited, Unavailable
-from shared.models import Job, JobOutcome, Owner
-from shared.quotas import RESERVATION_SECONDS, ROW_KEY, QuotaLimits, Quotas, owner_key, running_job_counter
+from shared.adapters.db import ConnectionPool, in_transaction
+from shared.domain.errors import RateLimited, Unavailable
+from shared.domain.models import Job, JobOutcome, Owner
+from shared.services.quotas import RESERVATION_SECONDS, ROW_KEY, QuotaLimits, Quotas, owner_key, running_job_counter
 
 pytestmark = pytest.mark.integration
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared import exports, job_service
-from shared.db.connection import ConnectionPool
-from shared.db.queries import ITEM_PAGE_MAX_BYTES, JobQueries
-from shared.db.unit_of_work import in_transaction, uow
-from shared.extract import MAX_LINKS
-from shared.models import SYSTEM_ACTOR, Job
-from shared.schemas import ItemPage, ItemView, ResultsQuery
-from shared.scrape import MAX_RESULT_BYTES, ScrapeResult
+from shared.adapters.db.connection import ConnectionPool
+from shared.adapters.db.queries import ITEM_PAGE_MAX_BYTES, JobQueries
+from shared.adapters.db.unit_of_work import in_transaction, uow
+from shared.contract.schemas import ItemPage, ItemView, ResultsQuery
+from shared.domain.models import SYSTEM_ACTOR, Job
+from shared.domain.pages import MAX_LINKS, MAX_RESULT_BYTES, ScrapeResult
+from shared.services import exports, job_service
 from tests.owners import ANONYMOUS_OWNER
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.fetch import FetchError, FetchLimits, fetch
+from shared.scraping.fetch import FetchError, FetchLimits, fetch
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shared.messages import ItemMessage
-from shared.models import Job
+from shared.domain.messages import ItemMessage
+from shared.domain.models import Job
 
 FetchRows = Callable[..., list[dict[str, Any]]]
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from shared.auth import InvalidTokenError, Principal, TokenPolicy, TokenValidator
-from shared.jwks import JwksCache, SigningKeysUnavailableError, http_jwks_fetcher
+from shared.adapters.auth import InvalidTokenError, Principal, TokenPolicy, TokenValidator
+from shared.adapters.jwks import JwksCache, SigningKeysUnavailableError, http_jwks_fetcher
 
 TENANT = "3f2b8c1e-6a4d-4e0b-9c1f-2d7e8a9b0c11"
 OTHER_TENANT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from api.callers import ADMIN, READ, SUBMIT, authorize
 from api.http import handles_errors, json_response
 from devhost.devauth import DEFAULT_AUDIENCE, DEFAULT_TENANT, DevIssuer
-from shared import auth
-from shared.auth import DEV_ISSUER
+from shared.adapters import auth
+from shared.adapters.auth import DEV_ISSUER
 from shared.settings import Settings, get_settings
 from tests.unit.test_auth import JwksServer
 

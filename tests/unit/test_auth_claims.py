@@ -21,8 +21,8 @@ from api.callers import ADMIN, READ, SUBMIT, authorize
 from api.http import handles_errors, json_response
 from devhost import devauth
 from devhost.devauth import DEFAULT_TENANT, DevIssuer
-from shared.auth import InvalidTokenError, TokenPolicy, TokenValidator
-from shared.jwks import JwksCache, http_jwks_fetcher
+from shared.adapters.auth import InvalidTokenError, TokenPolicy, TokenValidator
+from shared.adapters.jwks import JwksCache, http_jwks_fetcher
 from tests.unit.test_auth import AUDIENCE, KEY, ROTATED_KEY, TENANT, USER, Clock, mint, public_jwk, rejected
 from tests.unit.test_auth_api import dev_issuer, dev_mode  # noqa: F401 - fixtures used by name below
 

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from shared.cursors import (
+from shared.domain.cursors import (
     decode_cursor,
     decode_job_cursor,
     decode_seq_cursor,
@@ -15,8 +15,8 @@ from shared.cursors import (
     encode_seq_cursor,
     filter_digest,
 )
-from shared.errors import BadRequest
-from shared.models import JobPageKey
+from shared.domain.errors import BadRequest
+from shared.domain.models import JobPageKey
 
 JOBS = filter_digest("jobs", {"status": ["failed", "running"], "created_after": None})
 

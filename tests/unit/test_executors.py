@@ -6,7 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from shared.executors import Executors, Work, executor_sizes, queue_concurrency
+from shared.adapters.executors import Executors, Work, executor_sizes, queue_concurrency
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,9 @@ from uuid import uuid4
 
 import pytest
 
-from shared.exports import (
+from shared.domain.models import ItemStatus, JobItem
+from shared.domain.pages import ScrapeResult
+from shared.services.exports import (
     CSV_COLUMNS,
     ROWS_PER_CHUNK,
     ExportTooLarge,
@@ -19,8 +21,6 @@ from shared.exports import (
     ndjson_chunks,
     spreadsheet_safe,
 )
-from shared.models import ItemStatus, JobItem
-from shared.scrape import ScrapeResult
 
 JOB_ID = uuid4()
 FINISHED = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)

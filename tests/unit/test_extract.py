@@ -1,4 +1,4 @@
-"""Extraction (shared.extract) and body decoding (shared.html_charset) on fixture pages."""
+"""Extraction (shared.scraping.extract) and body decoding (shared.scraping.html_charset) on fixture pages."""
 
 import hashlib
 import json
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.extract import EXCERPT_CHARS, MAX_HEADINGS, MAX_LINKS, Link, Truncation, extract
-from shared.fetch import FetchedPage
-from shared.html_charset import decode_html
+from shared.domain.pages import MAX_HEADINGS, MAX_LINKS, Link, Truncation
+from shared.scraping.extract import EXCERPT_CHARS, extract
+from shared.scraping.fetch import FetchedPage
+from shared.scraping.html_charset import decode_html
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "html"
 

@@ -9,9 +9,19 @@ from typing import Any
 import pytest
 from pydantic_core import to_json
 
-from shared.extract import MAX_HEADINGS, MAX_LINKS, MAX_TEXT_CHARS, MAX_URL_CHARS, Link, Truncation, extract
-from shared.fetch import FetchLimits
-from shared.scrape import MAX_RESULT_BYTES, ScrapeResult, fit_result, scrape
+from shared.domain.pages import (
+    MAX_HEADINGS,
+    MAX_LINKS,
+    MAX_RESULT_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_URL_CHARS,
+    Link,
+    ScrapeResult,
+    Truncation,
+)
+from shared.scraping.extract import extract
+from shared.scraping.fetch import FetchLimits
+from shared.scraping.scrape import fit_result, scrape
 from shared.settings import Settings, parse_networks
 from tests.unit.test_extract import page_of
 

@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.fetch import FetchError, FetchLimits, fetch, read_capped
-from shared.netpolicy import parse_target
-from shared.pinned_adapter import DeadlineGuard, PinnedAdapter
-from shared.scrape import scrape
+from shared.scraping.fetch import FetchError, FetchLimits, fetch, read_capped
+from shared.scraping.netpolicy import parse_target
+from shared.scraping.pinned_adapter import DeadlineGuard, PinnedAdapter
+from shared.scraping.scrape import scrape
 from tests.devhost.conftest import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "html"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from shared.fetch import MAX_CODINGS, FetchError, FetchLimits, fetch
-from shared.netpolicy import is_address_allowed
+from shared.scraping.fetch import MAX_CODINGS, FetchError, FetchLimits, fetch
+from shared.scraping.netpolicy import is_address_allowed
 from tests.unit.test_fetch import fetch_error
 
 HTML = b"<html><title>ok</title></html>"
@@ -145,7 +145,7 @@ def test_a_url_refused_before_any_request_has_no_final_url(raw_site: RawSite) ->
 
 
 def test_a_blocked_fetch_is_logged_with_its_host_only(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="shared.fetch"):
+    with caplog.at_level(logging.WARNING, logger="shared.scraping.fetch"):
         error = fetch_error(f"http://user:SECRET-PASSWORD@10.0.0.7{SECRET_PATH}{SECRET_QUERY}#SECRET-FRAGMENT",
                             FetchLimits())
 

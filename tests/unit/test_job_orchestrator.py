@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrators.job import job_orchestrator
-from shared.job_rules import LOOPS_PER_GENERATION
+from shared.domain.job_rules import LOOPS_PER_GENERATION
 from tests.unit.durable_replay import Replay
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

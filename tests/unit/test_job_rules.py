@@ -4,9 +4,9 @@ from uuid import uuid4
 
 import pytest
 
-from shared.job_rules import decide, enqueue_batches, next_wake
-from shared.models import Job, JobOutcome, JobStatus, Owner, Progress
-from shared.reconcile import Repair, repair_for
+from shared.domain.job_rules import decide, enqueue_batches, next_wake
+from shared.domain.models import Job, JobOutcome, JobStatus, Owner, Progress
+from shared.domain.reconcile import Repair, repair_for
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

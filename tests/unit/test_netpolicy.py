@@ -1,10 +1,10 @@
-"""Which URLs and addresses the fetcher may reach (shared.netpolicy), as tables."""
+"""Which URLs and addresses the fetcher may reach (shared.scraping.netpolicy), as tables."""
 
 import ipaddress
 
 import pytest
 
-from shared.netpolicy import (
+from shared.scraping.netpolicy import (
     BlockedTarget,
     InvalidTarget,
     UnresolvableHost,

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 
 import function_app
 from api.openapi import OPERATIONS, README, README_END, README_START, openapi_document, readme_with_api_section
-from shared.openapi import replace_block
-from shared.schemas import JobListQuery, JobView, LogsQuery, ResultsQuery
+from shared.contract.openapi import replace_block
+from shared.contract.schemas import JobListQuery, JobView, LogsQuery, ResultsQuery
 
 ANONYMOUS = {("get", "/api/health"), ("get", "/api/openapi.json")}
 

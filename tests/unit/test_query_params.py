@@ -7,9 +7,9 @@ import azure.functions as func
 import pytest
 
 from api.params import job_id_of, parse_query
-from shared.errors import BadRequest, NotFound
-from shared.models import ItemStatus, JobStatus
-from shared.schemas import JobListQuery, ResultsQuery
+from shared.contract.schemas import JobListQuery, ResultsQuery
+from shared.domain.errors import BadRequest, NotFound
+from shared.domain.models import ItemStatus, JobStatus
 
 
 def request(query: str, params: dict[str, str] | None = None) -> func.HttpRequest:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.redaction import REDACTED, install_log_redaction, redact, redact_multiline, url_origin
+from shared.adapters.redaction import REDACTED, install_log_redaction, redact, redact_multiline, url_origin
 
 JWT = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJvaWQiOiJiNWM2ZDdlOCIsInJvbGVzIjpbIkpvYnMuUmVhZCJdfQ."
        "c2lnbmF0dXJlLWJ5dGVzLWhlcmU")

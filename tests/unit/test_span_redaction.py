@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from shared.telemetry import span
+from shared.adapters.telemetry import span
 
 SECRETS = ("hunter2", "k-123", "sig-456", "tok-789", "frag-0")
 

@@ -11,7 +11,7 @@ import pytest
 
 from api.http import handles_errors, json_response, parse_body
 from api.jobs import submission_plan
-from shared.schemas import CancelJobRequest, SubmitJobRequest, normalised_url
+from shared.contract.schemas import CancelJobRequest, SubmitJobRequest, normalised_url
 from shared.settings import get_settings
 
 LOCAL = {"TRAWL_ENVIRONMENT": "local", "TRAWL_DATABASE_URL": "postgresql://localhost/trawl",

@@ -2,9 +2,9 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.errors import ValidationFailed
-from shared.job_service import _check_limits, request_hash
-from shared.schemas import URL_RULES, SubmitJobRequest, UrlRules
+from shared.contract.schemas import URL_RULES, SubmitJobRequest, UrlRules
+from shared.domain.errors import ValidationFailed
+from shared.services.job_service import _check_limits, request_hash
 from shared.settings import Settings
 
 LOCAL = {"TRAWL_ENVIRONMENT": "local", "TRAWL_DATABASE_URL": "postgresql://localhost/trawl",
@@ -78,7 +78,7 @@ def test_item_messages_give_logs_their_job_and_seq(caplog: pytest.LogCaptureFixt
     import logging
     from uuid import UUID
 
-    from shared.messages import ItemMessage
+    from shared.domain.messages import ItemMessage
 
     message = ItemMessage(job_id=UUID("6f9619ff-8b86-d011-b42d-00c04fc964ff"), seq=7)
     with caplog.at_level(logging.INFO, logger="trawl.test"):

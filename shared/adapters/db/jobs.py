@@ -1,0 +1,579 @@
+"""The job repository: every write the pipeline makes to jobs, items and the audit log.
+
+Methods run inside the caller's transaction (see `unit_of_work`) and never commit. Each state
+change is one conditional `UPDATE ... WHERE status IN (...) RETURNING`, so a repeated call (queues
+and Durable deliver at least once) matches nothing and reports "no change"; its audit row is
+written in the same transaction.
+
+Counters on `jobs` change in the same statement as the item rows they count: the job row lock
+that statement takes serialises the counters, so they always equal the item rows and exactly
+one caller sees `remaining == 0`. Locks are taken items first, then the job row; callers that
+combine several calls in one transaction should keep that order to avoid deadlocks.
+"""
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg2
+from psycopg2.errors import ProgramLimitExceeded
+from psycopg2.extras import Json, RealDictCursor, execute_values
+
+from shared.adapters.db.rows import (
+    OWNER_SCOPE,
+    Row,
+    job_from_row,
+    owner_params,
+    progress_from_row,
+    status_values,
+)
+from shared.domain.models import (
+    OUTCOME_SOURCES,
+    SYSTEM_ACTOR,
+    CancelOutcome,
+    CancelResult,
+    FinaliseOutcome,
+    IdempotencyKeyConflictError,
+    ItemError,
+    ItemNotFoundError,
+    ItemOutcome,
+    ItemStatus,
+    Job,
+    JobEventType,
+    JobNotFoundError,
+    JobOutcome,
+    JobStatus,
+    JobSubmission,
+    Owner,
+    Progress,
+    ResultNotStorableError,
+    WorkItem,
+)
+
+# Errors in which PostgreSQL refuses a value itself (SQLSTATE classes 22, 23 and 54): storing the same
+# value again fails the same way. Deadlocks, serialisation failures and lost connections are not among them.
+_REFUSED_DATA = (psycopg2.DataError, psycopg2.IntegrityError, ProgramLimitExceeded)
+
+# A key older than this may be reused for a new job.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+
+# Namespace of the two-key advisory locks that serialise submissions per idempotency key.
+_IDEMPOTENCY_LOCK_NAMESPACE = 0x7452
+
+# Rows per INSERT when bulk-inserting items: large enough that 100k URLs take ~100 round trips.
+_ITEM_INSERT_PAGE = 1000
+
+_OUTCOME_EVENTS = {
+    JobOutcome.COMPLETED: JobEventType.FINISHED,
+    JobOutcome.FAILED: JobEventType.FAILED,
+    JobOutcome.CANCELLED: JobEventType.CANCELLED,
+    JobOutcome.TIMED_OUT: JobEventType.TIMED_OUT,
+}
+
+_REMAINING = "jobs.total - jobs.succeeded - jobs.failed - jobs.skipped"
+
+_SUCCEED_ITEM = f"""
+WITH item AS (
+    UPDATE job_items
+       SET status = 'succeeded', finished_at = now(), attempts = attempts + 1,
+           started_at = coalesce(started_at, now() - make_interval(secs => %(duration_ms)s / 1000.0)),
+           result = %(result)s::jsonb, result_bytes = %(result_bytes)s, http_status = %(http_status)s,
+           final_url = %(final_url)s, duration_ms = %(duration_ms)s
+     WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
+ RETURNING job_id
+)
+UPDATE jobs SET succeeded = succeeded + 1 FROM item WHERE jobs.id = item.job_id
+RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+_FAIL_ITEM = f"""
+WITH item AS (
+    UPDATE job_items
+       SET status = 'failed', finished_at = now(), attempts = attempts + %(attempt)s,
+           started_at = coalesce(started_at, now()),
+           last_error_code = %(code)s, last_error_message = %(message)s,
+           http_status = coalesce(%(http_status)s, http_status), final_url = coalesce(%(final_url)s, final_url),
+           duration_ms = coalesce(%(duration_ms)s, duration_ms)
+     WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
+ RETURNING job_id
+)
+UPDATE jobs SET failed = failed + 1 FROM item WHERE jobs.id = item.job_id
+RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+_SKIP_ITEM = f"""
+WITH item AS (
+    UPDATE job_items
+       SET status = 'skipped', finished_at = now(), last_error_code = %(code)s, last_error_message = %(reason)s
+     WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
+ RETURNING job_id
+)
+UPDATE jobs SET skipped = skipped + 1 FROM item WHERE jobs.id = item.job_id
+RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+# Items are skipped only while the job may still take this outcome, in the same statement as
+# the job update, so a refused finalisation never skips anything.
+_FINALISE_JOB = """
+WITH skipped AS (
+    UPDATE job_items
+       SET status = 'skipped', finished_at = now(), last_error_code = %(item_code)s,
+           last_error_message = %(item_reason)s
+     WHERE job_id = %(job_id)s AND status = 'pending' AND %(skip_pending)s
+       AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND status = ANY(%(sources)s))
+ RETURNING 1
+)
+UPDATE jobs
+   SET status = CASE WHEN %(completed)s
+                     THEN CASE WHEN failed = 0 THEN 'succeeded' ELSE 'completed_with_errors' END
+                     ELSE %(final_status)s END,
+       skipped = skipped + (SELECT count(*) FROM skipped),
+       finished_at = now(),
+       error = CASE WHEN %(failed)s THEN %(reason)s ELSE error END
+ WHERE id = %(job_id)s AND status = ANY(%(sources)s)
+   AND (NOT %(completed)s OR (succeeded + failed + skipped = total AND cancel_requested_at IS NULL))
+RETURNING *, (SELECT count(*) FROM skipped) AS skipped_now
+"""
+
+_REQUEST_CANCEL = f"""
+UPDATE jobs j
+   SET cancel_requested_at = now(), cancel_requested_by = %(actor)s, cancel_reason = %(reason)s
+ WHERE j.id = %(job_id)s AND j.status IN ('pending', 'running')
+   AND j.cancel_requested_at IS NULL AND {OWNER_SCOPE}
+RETURNING j.*
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+_ITEM_STATE = f"""
+SELECT jobs.status AS job_status, {_REMAINING} AS remaining
+  FROM job_items i JOIN jobs ON jobs.id = i.job_id
+ WHERE i.job_id = %(job_id)s AND i.seq = %(seq)s
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+
+class JobRepository:
+    """Jobs, items and events inside one transaction (a RealDictCursor of the unit of work)."""
+
+    def __init__(self, cursor: RealDictCursor) -> None:
+        self._cur = cursor
+
+    # --- submission -------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        owner: Owner,
+        urls: Sequence[str],
+        options: dict[str, Any],
+        deadline_at: datetime,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        parent_job_id: UUID | None = None,
+    ) -> JobSubmission:
+        """Create a job with one pending item per URL (seq 0..n-1) and its `submitted` event.
+
+        A live idempotency key (used by this owner in the last 24 h) returns that job with
+        `replayed=True` when `request_hash` matches, and raises IdempotencyKeyConflictError
+        when it does not.
+        """
+        _check_submission(urls, deadline_at, idempotency_key, request_hash)
+        if idempotency_key is not None:
+            existing = self._claim_idempotency_key(owner, idempotency_key)
+            if existing is not None:
+                return _replay(existing, idempotency_key, request_hash)
+        job = self._insert_job(
+            owner, len(urls), options, deadline_at, idempotency_key, request_hash, parent_job_id
+        )
+        self._insert_items(job.id, urls)
+        data = {
+            "total": job.total,
+            "idempotency_key": idempotency_key,
+            "parent_job_id": None if parent_job_id is None else str(parent_job_id),
+        }
+        self._append_event(job.id, owner.actor, JobEventType.SUBMITTED, data=data)
+        return JobSubmission(job=job, replayed=False)
+
+    def _claim_idempotency_key(self, owner: Owner, key: str) -> Row | None:
+        """Lock the key for this transaction, release it if expired, and return the job that
+        still holds it, if any."""
+        self._cur.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (_IDEMPOTENCY_LOCK_NAMESPACE, f"{owner.tenant_id}\x1f{owner.object_id}\x1f{key}"),
+        )
+        params = {**owner_params(owner), "key": key, "ttl": IDEMPOTENCY_KEY_TTL}
+        scope = """owner_tenant_id = %(owner_tenant_id)s AND owner_object_id = %(owner_object_id)s
+                   AND idempotency_key = %(key)s"""
+        self._cur.execute(
+            f"UPDATE jobs SET idempotency_key = NULL WHERE {scope} AND created_at <= now() - %(ttl)s",  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+            params,
+        )
+        self._cur.execute(f"SELECT * FROM jobs WHERE {scope}", params)  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+        return self._cur.fetchone()
+
+    def _insert_job(
+        self,
+        owner: Owner,
+        total: int,
+        options: dict[str, Any],
+        deadline_at: datetime,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        parent_job_id: UUID | None,
+    ) -> Job:
+        self._cur.execute(
+            """INSERT INTO jobs (id, owner_tenant_id, owner_object_id, options, total, deadline_at,
+                                 idempotency_key, request_hash, parent_job_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+            (uuid4(), owner.tenant_id, owner.object_id, Json(options), total, deadline_at,
+             idempotency_key, request_hash, parent_job_id),
+        )
+        return job_from_row(self._fetch_one())
+
+    def _insert_items(self, job_id: UUID, urls: Sequence[str]) -> None:
+        execute_values(
+            self._cur,
+            "INSERT INTO job_items (job_id, seq, url) VALUES %s",
+            ((job_id, seq, url) for seq, url in enumerate(urls)),
+            page_size=_ITEM_INSERT_PAGE,
+        )
+
+    # --- job transitions --------------------------------------------------------------------
+
+    def mark_job_running(self, job_id: UUID) -> bool:
+        """pending -> running with a `started` event; False if it was not pending."""
+        self._cur.execute(
+            """WITH job AS (
+                   UPDATE jobs SET status = 'running', started_at = now()
+                    WHERE id = %(job_id)s AND status = 'pending' RETURNING id)
+               INSERT INTO job_events (job_id, actor, event)
+               SELECT id, %(actor)s, 'started' FROM job RETURNING id""",
+            {"job_id": job_id, "actor": SYSTEM_ACTOR},
+        )
+        return self._cur.fetchone() is not None
+
+    def request_cancel(
+        self, job_id: UUID, owner: Owner | None, actor: str, reason: str | None
+    ) -> CancelOutcome:
+        """Record who asked to cancel a pending or running job, when and why (once), with a
+        `cancel_requested` event; the orchestrator then finalises it. Owner None is admin."""
+        params = {**owner_params(owner), "job_id": job_id, "actor": actor, "reason": reason}
+        self._cur.execute(_REQUEST_CANCEL, params)
+        row = self._cur.fetchone()
+        if row is not None:
+            self._append_event(job_id, actor, JobEventType.CANCEL_REQUESTED, reason)
+            return CancelOutcome(result=CancelResult.REQUESTED, job=job_from_row(row))
+        job = self.get_job(job_id, owner)
+        return CancelOutcome(result=_cancel_refusal(job), job=job)
+
+    def finalise_job(
+        self, job_id: UUID, outcome: JobOutcome, actor: str, reason: str | None = None
+    ) -> FinaliseOutcome:
+        """Move a job to its final status and write the matching event (`finished`, `failed`,
+        `cancelled`, `timed_out`). Except for `completed`, pending items are skipped first.
+
+        `completed` becomes `succeeded` when no item failed, else `completed_with_errors`, and
+        is refused while items are pending or once a cancel was requested: a caller who got 202
+        for a cancel never sees the job succeed (the orchestrator then decides `cancelled`). `changed` is False when the job was already final
+        or the status machine refuses the outcome; `job` always shows the current state.
+        """
+        final_status = None if outcome is JobOutcome.COMPLETED else JobStatus(outcome.value)
+        params = {
+            "job_id": job_id,
+            "sources": [status.value for status in OUTCOME_SOURCES[outcome]],
+            "completed": outcome is JobOutcome.COMPLETED,
+            "failed": outcome is JobOutcome.FAILED,
+            "skip_pending": outcome is not JobOutcome.COMPLETED,
+            "final_status": None if final_status is None else final_status.value,
+            "item_code": f"job_{outcome.value}",
+            "item_reason": f"job {outcome.value}",
+            "reason": reason,
+        }
+        self._cur.execute(_FINALISE_JOB, params)
+        row = self._cur.fetchone()
+        if row is None:
+            return FinaliseOutcome(changed=False, job=self._require_job(job_id))
+        job = job_from_row(row)
+        self._append_event(job_id, actor, _OUTCOME_EVENTS[outcome], reason, _final_data(job, row))
+        return FinaliseOutcome(changed=True, job=job)
+
+    # --- item transitions -------------------------------------------------------------------
+
+    def record_retry(
+        self, job_id: UUID, seq: int, attempts_before: int, error: ItemError, retry_at: datetime
+    ) -> bool:
+        """Count a failed attempt that will be tried again at `retry_at`: the item stays pending
+        with its last error, and an `item_retried` event keeps the attempt in the job's history.
+        Conditional on the item still having `attempts_before` attempts, so of two deliveries racing
+        on one attempt only one counts it; False for the other, and when the item is already final."""
+        self._cur.execute(
+            """UPDATE job_items
+                  SET attempts = attempts + 1, started_at = coalesce(started_at, now()),
+                      last_error_code = %s, last_error_message = %s, http_status = %s, next_attempt_at = %s,
+                      final_url = coalesce(%s, final_url), duration_ms = coalesce(%s, duration_ms)
+                WHERE job_id = %s AND seq = %s AND status = 'pending' AND attempts = %s RETURNING seq""",
+            (error.code, error.message, error.http_status, retry_at, error.final_url, error.duration_ms,
+             job_id, seq, attempts_before),
+        )
+        if self._cur.fetchone() is None:
+            return False
+        data = {"seq": seq, "attempt": attempts_before + 1, "code": error.code, "http_status": error.http_status}
+        self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_RETRIED, error.message, data)
+        return True
+
+    def mark_sent(self, job_id: UUID, seqs: Sequence[int], attempt: int) -> int:
+        """Record that messages carrying `attempt` were sent for these pending items (never
+        lowering what is recorded); returns how many rows changed."""
+        self._cur.execute(
+            """UPDATE job_items SET queued_attempt = %s
+                WHERE job_id = %s AND seq = ANY(%s) AND status = 'pending'
+                  AND (queued_attempt IS NULL OR queued_attempt < %s)""",
+            (attempt, job_id, list(seqs), attempt),
+        )
+        return int(self._cur.rowcount)
+
+    def complete_item(
+        self,
+        job_id: UUID,
+        seq: int,
+        result: dict[str, Any],
+        http_status: int | None,
+        final_url: str | None,
+        duration_ms: int,
+    ) -> ItemOutcome:
+        """pending -> succeeded with the extracted page, counting it on the job in the same
+        statement; `remaining == 0` tells exactly one caller it finished the job's last item. The
+        result's JSON size is stored with it, for listings that page by bytes. ResultNotStorableError
+        when PostgreSQL refuses the result as data (the transaction is then aborted)."""
+        document = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+        params = {
+            "job_id": job_id,
+            "seq": seq,
+            "result": document,
+            "result_bytes": _utf8_size(document),
+            "http_status": http_status,
+            "final_url": final_url,
+            "duration_ms": duration_ms,
+        }
+        try:
+            return self._finish_item(_SUCCEED_ITEM, params)
+        except _REFUSED_DATA as exc:
+            raise ResultNotStorableError(f"{type(exc).__name__}, SQLSTATE {exc.pgcode}") from exc
+
+    def fail_item(
+        self,
+        job_id: UUID,
+        seq: int,
+        code: str,
+        message: str,
+        actor: str,
+        http_status: int | None = None,
+        counts_as_attempt: bool = True,
+        *,
+        final_url: str | None = None,
+        duration_ms: int | None = None,
+    ) -> ItemOutcome:
+        """pending -> failed for a permanent error, with an `item_failed` event. A worker's failure
+        is one more attempt; giving up on a poisoned message (`counts_as_attempt=False`) is not.
+        What the attempt learnt (HTTP status, final URL, duration) is kept; None keeps what an
+        earlier attempt recorded."""
+        params = {
+            "job_id": job_id,
+            "seq": seq,
+            "code": code,
+            "message": message,
+            "http_status": http_status,
+            "final_url": final_url,
+            "duration_ms": duration_ms,
+            "attempt": 1 if counts_as_attempt else 0,
+        }
+        outcome = self._finish_item(_FAIL_ITEM, params)
+        if outcome.changed:
+            data = {"seq": seq, "code": code, "http_status": http_status}
+            self._append_event(job_id, actor, JobEventType.ITEM_FAILED, message, data)
+        return outcome
+
+    def skip_item(self, job_id: UUID, seq: int, code: str, reason: str) -> ItemOutcome:
+        """pending -> skipped (reason code and text kept as the item's error), with an
+        `item_skipped` event."""
+        params = {"job_id": job_id, "seq": seq, "code": code, "reason": reason}
+        outcome = self._finish_item(_SKIP_ITEM, params)
+        if outcome.changed:
+            self._append_event(job_id, SYSTEM_ACTOR, JobEventType.ITEM_SKIPPED, reason, {"seq": seq, "code": code})
+        return outcome
+
+    def _finish_item(self, sql: str, params: dict[str, Any]) -> ItemOutcome:
+        self._cur.execute(sql, params)
+        row = self._cur.fetchone()
+        changed = row is not None
+        if row is None:
+            self._cur.execute(_ITEM_STATE, params)
+            row = self._cur.fetchone()
+            if row is None:
+                raise ItemNotFoundError(params["job_id"], params["seq"])
+        return ItemOutcome(
+            changed=changed,
+            job_status=JobStatus(row["job_status"]),
+            remaining=row["remaining"],
+        )
+
+    # --- reads the pipeline needs -----------------------------------------------------------
+
+    def get_job(self, job_id: UUID, owner: Owner | None) -> Job | None:
+        """The job if it exists and belongs to `owner` (None: any owner, for admins)."""
+        self._cur.execute(
+            f"SELECT * FROM jobs j WHERE j.id = %(job_id)s AND {OWNER_SCOPE}",  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+            {**owner_params(owner), "job_id": job_id},
+        )
+        row = self._cur.fetchone()
+        return None if row is None else job_from_row(row)
+
+    def progress(self, job_id: UUID) -> Progress:
+        """Status and counters of a job, for the orchestrator's polling."""
+        self._cur.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
+        row = self._cur.fetchone()
+        if row is None:
+            raise JobNotFoundError(job_id)
+        return progress_from_row(row)
+
+    def pending_item_seqs(self, job_id: UUID, after_seq: int = -1, limit: int = 1000) -> list[int]:
+        """Seqs of pending items after `after_seq`, in order."""
+        self._cur.execute(
+            """SELECT seq FROM job_items WHERE job_id = %s AND status = 'pending' AND seq > %s
+                ORDER BY seq LIMIT %s""",
+            (job_id, after_seq, limit),
+        )
+        return [row["seq"] for row in self._cur.fetchall()]
+
+    def unsent_item_seqs(self, job_id: UUID, start: int, end: int) -> list[int]:
+        """Seqs in [start, end) of pending items that no message was ever sent for: what an
+        (re)started orchestration enqueues. Items already in the queue or waiting for a retry
+        are left alone, so a restart neither duplicates messages nor grants a second budget."""
+        self._cur.execute(
+            """SELECT seq FROM job_items
+                WHERE job_id = %s AND status = 'pending' AND queued_attempt IS NULL AND seq >= %s AND seq < %s
+                ORDER BY seq""",
+            (job_id, start, end),
+        )
+        return [row["seq"] for row in self._cur.fetchall()]
+
+    def item_urls(self, job_id: UUID, statuses: Collection[ItemStatus]) -> list[str]:
+        """URLs of a job's items in `statuses`, in seq order: what a retry of the job submits."""
+        self._cur.execute(
+            "SELECT url FROM job_items WHERE job_id = %s AND status = ANY(%s) ORDER BY seq",
+            (job_id, status_values(statuses)),
+        )
+        return [row["url"] for row in self._cur.fetchall()]
+
+    def item_for_work(self, job_id: UUID, seq: int) -> WorkItem | None:
+        """An item's URL and dispatch state with its job's status, cancel flag and deadline, so
+        a worker can decide whether to scrape it at all; only the columns it uses."""
+        self._cur.execute(
+            """SELECT i.url, i.status, i.attempts, i.queued_attempt, i.next_attempt_at, i.last_error_code,
+                      i.last_error_message, i.http_status,
+                      j.status AS job_status, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.deadline_at
+                 FROM job_items i JOIN jobs j ON j.id = i.job_id
+                WHERE i.job_id = %s AND i.seq = %s""",
+            (job_id, seq),
+        )
+        row = self._cur.fetchone()
+        if row is None:
+            return None
+        return WorkItem(
+            job_status=JobStatus(row["job_status"]),
+            cancel_requested=row["cancel_requested"],
+            deadline_at=row["deadline_at"],
+            url=row["url"],
+            status=ItemStatus(row["status"]),
+            attempts=row["attempts"],
+            queued_attempt=row["queued_attempt"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error_code=row["last_error_code"],
+            last_error_message=row["last_error_message"],
+            http_status=row["http_status"],
+        )
+
+    def unfinished_jobs(self, older_than: timedelta | None = None) -> list[Job]:
+        """Pending and running jobs, oldest first, optionally only those created more than
+        `older_than` ago: what the reconciler checks for lost orchestrations and deadlines."""
+        self._cur.execute(
+            """SELECT * FROM jobs WHERE status IN ('pending', 'running')
+                  AND (%(older_than)s::interval IS NULL OR created_at <= now() - %(older_than)s::interval)
+                ORDER BY created_at, id""",
+            {"older_than": older_than},
+        )
+        return [job_from_row(row) for row in self._cur.fetchall()]
+
+    def ping(self) -> None:
+        """One round trip to the database, for the health endpoint; raises if it is unreachable."""
+        self._cur.execute("SELECT 1")
+        self._fetch_one()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _require_job(self, job_id: UUID) -> Job:
+        job = self.get_job(job_id, owner=None)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def _append_event(
+        self,
+        job_id: UUID,
+        actor: str,
+        event: JobEventType,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._cur.execute(
+            "INSERT INTO job_events (job_id, actor, event, reason, data) VALUES (%s, %s, %s, %s, %s)",
+            (job_id, actor, event.value, reason, None if data is None else Json(data)),
+        )
+
+    def _fetch_one(self) -> Row:
+        row = self._cur.fetchone()
+        if row is None:
+            raise RuntimeError("statement returned no row")
+        return row
+
+
+def _utf8_size(document: str) -> int:
+    try:
+        return len(document.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate: PostgreSQL could not take it either
+        raise ResultNotStorableError("the result is not valid Unicode text") from exc
+
+
+def _check_submission(
+    urls: Sequence[str], deadline_at: datetime, idempotency_key: str | None, request_hash: str | None
+) -> None:
+    if not urls:
+        raise ValueError("a job needs at least one URL")
+    if deadline_at.tzinfo is None:
+        raise ValueError("deadline_at must be timezone-aware")
+    if idempotency_key is not None and request_hash is None:
+        raise ValueError("an idempotency key needs the request hash it protects")
+
+
+def _replay(row: Row, idempotency_key: str, request_hash: str | None) -> JobSubmission:
+    job = job_from_row(row)
+    if row["request_hash"] != request_hash:
+        raise IdempotencyKeyConflictError(idempotency_key, job.id)
+    return JobSubmission(job=job, replayed=True)
+
+
+def _cancel_refusal(job: Job | None) -> CancelResult:
+    if job is None:
+        return CancelResult.NOT_FOUND
+    if job.cancel_requested_at is not None:
+        return CancelResult.ALREADY_REQUESTED
+    return CancelResult.ALREADY_FINAL
+
+
+def _final_data(job: Job, row: Row) -> dict[str, Any]:
+    return {
+        "status": job.status.value,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "skipped": job.skipped,
+        "skipped_now": row["skipped_now"],
+    }
