@@ -1,7 +1,9 @@
 """`GET /api/openapi.json` (anonymous): the API's OpenAPI 3.1 contract, and the table of operations it is built from.
 
 `python -m api.openapi` prints the document; `python -m api.openapi --readme` rewrites the README's
-API section from it (a test fails when the README drifts from the document).
+API section from it, and `python -m api.openapi --apim` writes its OpenAPI 3.0 rendering to
+infra/apim/openapi.json, the copy API Management imports (its 3.1 import is partial). Tests fail when
+either drifts from the document.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from shared.contract.openapi import (
     Security,
     Success,
     build_document,
+    openapi_30,
     readme_section,
     replace_block,
 )
@@ -49,6 +52,7 @@ DESCRIPTION = ("Durable web-scraping jobs: submit URLs, follow the job, read per
                "Errors are RFC 9457 problem details.")
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_START, README_END = "<!-- api:start -->", "<!-- api:end -->"
+APIM_DOCUMENT = README.parent / "infra" / "apim" / "openapi.json"
 ENTRA_AUTHORITY = "https://login.microsoftonline.com/organizations/oauth2/v2.0"
 SECURITY = Security(
     roles={SUBMIT: "Submit, cancel and retry your jobs.", READ: "Read your jobs, their results and logs.",
@@ -145,10 +149,15 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.openapi", description=__doc__)
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's API section instead of printing")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--readme", action="store_true", help="rewrite README.md's API section instead of printing")
+    target.add_argument("--apim", action="store_true",
+                        help="write the OpenAPI 3.0 rendering API Management imports to infra/apim/openapi.json")
     args = parser.parse_args(argv)
     if args.readme:
         README.write_text(readme_with_api_section(README.read_text()))
+    elif args.apim:
+        APIM_DOCUMENT.write_text(json.dumps(openapi_30(openapi_document()), indent=2) + "\n")
     else:
         json.dump(openapi_document(), sys.stdout, indent=2)
         sys.stdout.write("\n")

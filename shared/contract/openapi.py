@@ -4,10 +4,12 @@ Pure: `build_document` turns a table of `Operation`s (the API's, in api/openapi.
 document; `readme_section` renders the README's API table from that document, and `replace_block`
 puts it between the README's markers. Schemas come from pydantic's JSON Schema (draft 2020-12,
 which OpenAPI 3.1 uses as is): one source of truth for validation, responses and the contract.
+`openapi_30` renders the same document as OpenAPI 3.0 for API Management, whose 3.1 import is partial.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from shared.contract.schemas import Problem
 
 OPENAPI_VERSION = "3.1.0"
+OPENAPI_30_VERSION = "3.0.3"  # the newest 3.0 release API Management imports
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 JSON_MEDIA_TYPE = "application/json"
 REF = "#/components/schemas/{model}"
@@ -42,6 +45,11 @@ HEADERS: dict[str, dict[str, Any]] = {
     "Content-Disposition": {"description": "Names the download.", "schema": {"type": "string"}},
 }
 _PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+_NULL_TYPE = {"type": "null"}
+_SUBSCHEMA = frozenset({"items", "additionalProperties", "not"})
+_SUBSCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf"})
+_EXCLUSIVE_BOUNDS: tuple[tuple[str, str, Callable[[Any, Any], bool]], ...] = (
+    ("exclusiveMinimum", "minimum", operator.gt), ("exclusiveMaximum", "maximum", operator.lt))
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,93 @@ def replace_block(text: str, block: str, start: str, end: str) -> str:
     if not (found_start and found_end):
         raise ValueError(f"markers {start} ... {end} not found")
     return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+def openapi_30(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (OpenAPI 3.1) as OpenAPI 3.0.3, the same contract for tools whose 3.1 support is partial (API
+    Management's import). Only Schema Objects change: each JSON Schema 2020-12 keyword 3.0 lacks takes its 3.0 form."""
+    rendered: dict[str, Any] = _with_schemas_30(document)
+    rendered["openapi"] = OPENAPI_30_VERSION
+    return rendered
+
+
+def _with_schemas_30(node: Any, name: str = "") -> Any:
+    """`node`, part of an OpenAPI document, with each Schema Object in it (a `schema` field, the components'
+    `schemas`) in its 3.0 form."""
+    if name == "schema":
+        return _schema_30(node)
+    if name == "schemas":
+        return {key: _schema_30(schema) for key, schema in node.items()}
+    if isinstance(node, dict):
+        return {key: _with_schemas_30(value, key) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_schemas_30(item) for item in node]
+    return node
+
+
+def _schema_30(schema: Any) -> Any:
+    """One JSON Schema 2020-12 schema as an OpenAPI 3.0 Schema Object (a boolean schema stays as it is)."""
+    if not isinstance(schema, dict):
+        return schema
+    rendered = _subschemas_30(_null_type_30(schema))
+    if "const" in rendered:
+        rendered["enum"] = [rendered.pop("const")]
+    if examples := rendered.pop("examples", None):
+        rendered.setdefault("example", examples[0])
+    for exclusive, inclusive, tighter in _EXCLUSIVE_BOUNDS:
+        if exclusive in rendered:
+            bound = rendered.pop(exclusive)
+            if not (inclusive in rendered and tighter(rendered[inclusive], bound)):
+                rendered[inclusive], rendered[exclusive] = bound, True
+    return _ref_alone_30(rendered)
+
+
+def _subschemas_30(schema: dict[str, Any]) -> dict[str, Any]:
+    rendered: dict[str, Any] = {}
+    for keyword, value in schema.items():
+        if keyword in _SUBSCHEMA:
+            value = _schema_30(value)
+        elif keyword in _SUBSCHEMA_LISTS:
+            value = [_schema_30(subschema) for subschema in value]
+        elif keyword == "properties":
+            value = {name: _schema_30(subschema) for name, subschema in value.items()}
+        rendered[keyword] = value
+    return rendered
+
+
+def _null_type_30(schema: dict[str, Any]) -> dict[str, Any]:
+    """3.0 has neither the null type nor type arrays: `nullable` beside the one other type admits null instead, or,
+    where there is no such type (a `$ref`, several types), a branch that admits only null."""
+    types = schema.get("type")
+    if (isinstance(types, list) or types == "null") and "anyOf" not in schema:
+        schema = {**{key: value for key, value in schema.items() if key != "type"},
+                  "anyOf": [{"type": name} for name in (types if isinstance(types, list) else [types])]}
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword, [])
+        if _NULL_TYPE not in branches:
+            continue
+        others = [branch for branch in branches if branch != _NULL_TYPE]
+        rest = {key: value for key, value in schema.items() if key != keyword}
+        if len(others) == 1 and isinstance(others[0].get("type"), str) and "$ref" not in others[0] \
+                and not rest.keys() & others[0].keys():
+            return {**rest, **others[0], "nullable": True}
+        return {**rest, keyword: [*others, _only_null()]}
+    return schema
+
+
+def _only_null() -> dict[str, Any]:
+    """A 3.0 schema that admits null alone: untyped, it admits any value (3.0.3) and `enum` keeps null; `nullable`
+    says so to tools that read 3.0.0-3.0.2 as refusing null unless a schema is nullable."""
+    return {"nullable": True, "enum": [None]}
+
+
+def _ref_alone_30(schema: dict[str, Any]) -> dict[str, Any]:
+    """3.0 ignores a `$ref`'s siblings (3.1 applies them): keep them in force by moving the reference into `allOf`."""
+    if "$ref" not in schema or len(schema) == 1:
+        return schema
+    rendered = {key: value for key, value in schema.items() if key != "$ref"}
+    rendered["allOf"] = [{"$ref": schema["$ref"]}, *rendered.get("allOf", [])]
+    return rendered
 
 
 def _schemas(operations: Sequence[Operation]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

@@ -1,5 +1,6 @@
-"""API Management: the imported OpenAPI document is the app's own, and the policy (rendered as
-modules/api-management.bicep renders it) is well-formed and does what the README says."""
+"""API Management: the imported OpenAPI document is the app's own, rendered as the OpenAPI 3.0 the
+import format names, and the policy (rendered as modules/api-management.bicep renders it) is
+well-formed and does what the README says."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
 from api.openapi import openapi_document
+from shared.contract.openapi import openapi_30
 from tests.infra.conftest import INFRA, REPO
 
 pytestmark = pytest.mark.infra
@@ -36,10 +39,16 @@ def render_policy(*, sku: str, audiences: list[str], client_ids: list[str]) -> E
     return ET.fromstring(policy)
 
 
-def test_the_imported_document_is_the_apps_openapi_document() -> None:
+def test_the_imported_document_is_the_apps_openapi_document_rendered_as_3_0() -> None:
     copy = json.loads((APIM / "openapi.json").read_text())
-    assert copy == openapi_document(), (
-        "infra/apim/openapi.json is stale: .venv/bin/python -m api.openapi > infra/apim/openapi.json")
+    assert copy == openapi_30(openapi_document()), (
+        "infra/apim/openapi.json is stale: .venv/bin/python -m api.openapi --apim")
+
+
+def test_the_imported_document_is_valid_openapi_3_0() -> None:
+    copy = json.loads((APIM / "openapi.json").read_text())
+    validate(copy, cls=OpenAPIV30SpecValidator)
+    assert copy["openapi"] == "3.0.3", "API Management imports OpenAPI 3.0 up to 3.0.3; its 3.1 import is partial"
 
 
 def test_the_document_fits_bicep_and_matches_the_empty_api_suffix() -> None:
@@ -54,6 +63,7 @@ def test_the_api_imports_the_checked_in_copy_and_forwards_to_the_function_app(mo
     apim = module("api-management")
     api = apim.resources_of_type("Microsoft.ApiManagement/service/apis")[0]["properties"]
     assert api["path"] == "" and api["subscriptionRequired"] is False
+    assert api["format"] == "openapi+json", "inline OpenAPI 3.0 JSON, what infra/apim/openapi.json is"
     assert api["serviceUrl"] == "https://${functionAppHostName}"
     assert api["value"]["function"] == {"type": "load_text_content",
                                         "parameters": {"file_path": "../apim/openapi.json", "encoding": None}}
