@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import azure.functions as func
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from shared.adapters.outages import as_unavailable
@@ -134,7 +134,7 @@ def handles_errors(endpoint: Callable[..., Any]) -> Callable[..., Any]:
                     response: func.HttpResponse = await endpoint(req, *args, **kwargs)
                 except Exception as exc:
                     response = _translate(exc, req)
-                current.set_attribute("http.response.status_code", response.status_code)
+                _record_status(current, response)
                 return response
         return async_wrapper
 
@@ -145,7 +145,7 @@ def handles_errors(endpoint: Callable[..., Any]) -> Callable[..., Any]:
                 response: func.HttpResponse = endpoint(req, *args, **kwargs)
             except Exception as exc:
                 response = _translate(exc, req)
-            current.set_attribute("http.response.status_code", response.status_code)
+            _record_status(current, response)
             return response
     return wrapper
 
@@ -154,6 +154,15 @@ def _server_span(req: func.HttpRequest) -> AbstractContextManager[Span]:
     route = _ID_SEGMENT.sub("/{id}", _path(req))
     return span(f"{req.method} {route}", traceparent=req.headers.get("traceparent"), kind=SpanKind.SERVER,
                 attributes={"http.request.method": req.method, "http.route": route})
+
+
+def _record_status(current: Span, response: func.HttpResponse) -> None:
+    """The response's status code on the server span, and an ERROR status for a 5xx: the server failed.
+    A 4xx is the caller's mistake and leaves the status unset (OpenTelemetry's HTTP server convention);
+    without the ERROR, Azure Monitor records a 500 as a successful request."""
+    current.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 500:
+        current.set_status(Status(StatusCode.ERROR))
 
 
 # Ids in paths would make every span name unique; the route template keeps them groupable.

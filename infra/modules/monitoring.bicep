@@ -1,6 +1,7 @@
 // Log Analytics workspace and a workspace-based Application Insights component that accepts only
 // Entra-authenticated telemetry (DisableLocalAuth): the app's identity needs Monitoring Metrics
-// Publisher on it and sends APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
+// Publisher on it and sends APPLICATIONINSIGHTS_AUTHENTICATION_STRING. The operators' workbook
+// (workbook.bicep) queries the workspace.
 
 @description('Required. Name of the Log Analytics workspace.')
 param logAnalyticsName string
@@ -44,6 +45,15 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     WorkspaceResourceId: workspace.id
     IngestionMode: 'LogAnalytics'
     DisableLocalAuth: true
+  }
+}
+
+module workbook 'workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    logAnalyticsWorkspaceId: workspace.id
+    location: location
+    tags: tags
   }
 }
 
