@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from uuid import uuid4
 
 import azure.functions as func
 import pytest
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from api.http import handles_errors, json_response
+from shared.adapters.db import ConnectionPool, UrlDatabase, read
 from shared.domain.errors import DatabaseUnavailable, NotFound, RateLimited, TrawlError, Unauthorized
 
 
@@ -93,3 +95,15 @@ def test_a_2xx_is_a_successful_request(exporter: InMemorySpanExporter) -> None:
     server = _server_span(exporter, lambda req: json_response({"ok": True}), "health")
     request = _request(server)
     assert (request.response_code, request.success, server.status.status_code) == ("200", True, StatusCode.UNSET)
+
+
+def test_a_database_call_that_fails_is_a_failed_dependency(exporter: InMemorySpanExporter) -> None:
+    unreachable = ConnectionPool(UrlDatabase("postgresql://trawl@127.0.0.1:1/trawl"), acquire_timeout_s=1)
+    exporter.clear()
+    with pytest.raises(DatabaseUnavailable):
+        read(unreachable, lambda tx: tx.jobs.progress(uuid4()))
+
+    [dependency] = [s for s in exporter.get_finished_spans() if s.name == "postgresql read"]
+    # It used to end without the exception: every database call was a successful dependency.
+    assert dependency.status.status_code is StatusCode.ERROR
+    assert _convert_span_to_envelope(dependency).data.base_data.success is False

@@ -52,7 +52,7 @@ class UnitOfWork:
             # A client-side flag: setting it costs no round trip.
             self._conn.autocommit = self._autocommit
         except BaseException as exc:
-            self._span.close()
+            self._span.__exit__(type(exc), exc, exc.__traceback__)
             _raise_if_unavailable(exc)
             raise
         cursor = self._conn.cursor(cursor_factory=RealDictCursor)
@@ -74,7 +74,8 @@ class UnitOfWork:
         finally:
             if conn is not None:
                 self._pool.putconn(conn)
-            self._span.close()
+            # The span sees the exception, so a failed read or transaction is a failed dependency in traces.
+            self._span.__exit__(exc_type, exc, tb)
         if exc is not None:
             _raise_if_unavailable(exc)
 
