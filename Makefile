@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed-$(shell cat requirements-infra.txt | sha1sum | cut -c1-12)
 
-.PHONY: install run test
+.PHONY: install tools run test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
@@ -37,11 +37,16 @@ run: install
 	$(if $(filter-out 7071,$(PORT)),TRAWL_AUTH_JWKS_URL="$${TRAWL_AUTH_JWKS_URL:-http://127.0.0.1:$(PORT)/.devhost/jwks}") \
 	$(BIN)/python -m devhost --script-root . --port $(PORT)
 
+# The azd hook tests run the hooks' SQL with the PostgreSQL client a deploying machine has (pgserver's own psql
+# has no TLS): Debian's, installed when missing.
+tools:
+	@command -v psql >/dev/null || (apt-get update -q && apt-get install -y -q postgresql-client)
+
 # Line coverage of the app in the test process (README, Tests): a full run fails below it, or below 90% for the
 # item worker and the job service. A part of the suite (PYTEST_ARGS) is measured but not held to the floors.
 COVERAGE_FLOOR := 90
 SERVICE_MODULES := shared/services/item_worker.py,shared/services/job_service.py
-test: install $(INFRA_STAMP)
+test: install tools $(INFRA_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -18,19 +18,25 @@ param environmentName string
 })
 param location string
 
-@description('Optional. Object id of the developer running azd (AZURE_PRINCIPAL_ID): gets data roles on storage and becomes a PostgreSQL Entra administrator when principalName is also set. Empty for none.')
+@description('Optional. Object id of the principal running azd (AZURE_PRINCIPAL_ID): gets data roles on storage and, unless postgresAdminGroupObjectId is set, becomes the PostgreSQL Entra administrator when principalName is also set. Empty for none.')
 param principalId string = ''
 
-@description('Optional. User principal name of that developer (AZURE_PRINCIPAL_NAME, set by infra/hooks/preprovision.sh): the PostgreSQL role the post-provision hook signs in as.')
+@description('Optional. PostgreSQL name of that principal (AZURE_PRINCIPAL_NAME, set by infra/hooks/preprovision.sh): a user\'s user principal name or a service principal\'s display name, the role the post-provision hook signs in as.')
 param principalName string = ''
 
-@description('Optional. Kind of principal principalId is.')
+@description('Optional. Kind of principal principalId is (AZURE_PRINCIPAL_TYPE, detected by infra/hooks/preprovision.sh): a CI service principal is not a User, and role assignments fail with UnmatchedPrincipalType when told otherwise.')
 @allowed([
   'User'
   'Group'
   'ServicePrincipal'
 ])
 param principalType string = 'User'
+
+@description('Optional. Object id of an Entra group to make the only PostgreSQL Entra administrator instead of the principal running azd (TRAWL_POSTGRES_ADMIN_GROUP_ID); empty for none.')
+param postgresAdminGroupObjectId string = ''
+
+@description('Optional. Display name of that group (TRAWL_POSTGRES_ADMIN_GROUP_NAME): its members sign in to PostgreSQL under this name.')
+param postgresAdminGroupName string = ''
 
 @description('Required. Email address that receives alerts and API Management notifications (TRAWL_ALERT_EMAIL).')
 @minLength(3)
@@ -62,7 +68,7 @@ param apiManagementSku string = 'Developer'
 @minValue(1)
 param apiRateLimitPerMinute int = 60
 
-@description('Optional. Memory of each Function App instance in MB.')
+@description('Optional. Memory of each Function App instance in MB: the instance sizes Flex Consumption offers.')
 @allowed([
   512
   2048
@@ -70,21 +76,36 @@ param apiRateLimitPerMinute int = 60
 ])
 param functionInstanceMemoryMB int = 2048
 
-@description('Optional. Most instances the Function App scales out to.')
+@description('Optional. Most instances the Function App scales out to (Flex Consumption accepts 40 to 1000); lowered to what the PostgreSQL connection budget allows (functionInstanceLimit).')
 @minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
 
-@description('Optional. PostgreSQL compute size.')
-param postgresSkuName string = 'Standard_B1ms'
+@description('Optional. Always-ready instances of the Durable Functions group; Microsoft recommends 1 on Flex Consumption. 0 turns it off (and its always-ready charge); at most 40, the fewest instances the app may be capped at.')
+@minValue(0)
+@maxValue(40)
+param functionDurableAlwaysReadyInstances int = 1
 
-@description('Optional. PostgreSQL compute tier (zone-redundant HA needs GeneralPurpose or MemoryOptimized).')
+@description('Optional. PostgreSQL connections each Function App instance pools (TRAWL_DATABASE_POOL_SIZE). At most 9, so that even Standard_B2s serves 40 instances: 40 x (9 + 1) + 5 <= 414.')
+@minValue(1)
+@maxValue(9)
+param databasePoolSize int = 3
+
+@description('Optional. PostgreSQL compute size; one of postgresSkus, whose connection limit sizes functionInstanceLimit. Standard_B1ms (35 user connections) cannot serve the 40 instances Flex Consumption allows at least.')
 @allowed([
-  'Burstable'
-  'GeneralPurpose'
-  'MemoryOptimized'
+  'Standard_B2s'
+  'Standard_B2ms'
+  'Standard_B4ms'
+  'Standard_B8ms'
+  'Standard_D2ds_v5'
+  'Standard_D4ds_v5'
+  'Standard_D8ds_v5'
+  'Standard_D16ds_v5'
+  'Standard_E2ds_v5'
+  'Standard_E4ds_v5'
+  'Standard_E8ds_v5'
 ])
-param postgresSkuTier string = 'Burstable'
+param postgresSkuName string = 'Standard_B2s'
 
 @description('Optional. PostgreSQL storage in GB.')
 param postgresStorageSizeGB int = 32
@@ -135,21 +156,84 @@ var itemQueueName = 'scrape-items'
 var rateLimitTableName = 'ratelimits'
 var databaseName = 'trawl'
 
-var developerIsDatabaseAdmin = !empty(principalId) && !empty(principalName)
-var identityAdministrator = [
-  {
-    objectId: identity.outputs.principalId
-    principalName: identity.outputs.name
-    principalType: 'ServicePrincipal'
+// PostgreSQL compute sizes: their tier and Microsoft's documented default "maximum user
+// connections" (max_connections less the 15 the service reserves), from "Limits in Azure Database
+// for PostgreSQL flexible server". tests/infra checks the numbers against that table.
+var postgresSkus = {
+  Standard_B2s: {
+    tier: 'Burstable'
+    maxUserConnections: 414
   }
-]
-var developerAdministrator = [
+  Standard_B2ms: {
+    tier: 'Burstable'
+    maxUserConnections: 844
+  }
+  Standard_B4ms: {
+    tier: 'Burstable'
+    maxUserConnections: 1703
+  }
+  Standard_B8ms: {
+    tier: 'Burstable'
+    maxUserConnections: 3422
+  }
+  Standard_D2ds_v5: {
+    tier: 'GeneralPurpose'
+    maxUserConnections: 844
+  }
+  Standard_D4ds_v5: {
+    tier: 'GeneralPurpose'
+    maxUserConnections: 1703
+  }
+  Standard_D8ds_v5: {
+    tier: 'GeneralPurpose'
+    maxUserConnections: 3422
+  }
+  Standard_D16ds_v5: {
+    tier: 'GeneralPurpose'
+    maxUserConnections: 4985
+  }
+  Standard_E2ds_v5: {
+    tier: 'MemoryOptimized'
+    maxUserConnections: 1703
+  }
+  Standard_E4ds_v5: {
+    tier: 'MemoryOptimized'
+    maxUserConnections: 3422
+  }
+  Standard_E8ds_v5: {
+    tier: 'MemoryOptimized'
+    maxUserConnections: 4985
+  }
+}
+var postgresSku = postgresSkus[postgresSkuName]
+var postgresMaxUserConnections = postgresSku.maxUserConnections
+
+// The connection budget: every instance holds up to databasePoolSize pooled connections plus one of
+// its own (the schema migration at start-up, then each /api/health probe), and a few sessions stay
+// free for people and the post-provision hook. Flex Consumption scales each function group on its
+// own instances, all counted by maximumInstanceCount, so capping the instances caps the sessions.
+var postgresReservedConnections = 5
+var connectionsPerInstance = databasePoolSize + 1
+var functionInstanceLimit = min(functionMaximumInstanceCount, (postgresMaxUserConnections - postgresReservedConnections) / connectionsPerInstance)
+
+// One Entra administrator: a group when one is given, else the principal running azd. The app's
+// identity is not one: the post-provision hook gives it a plain role that owns only its tables.
+var developerCanBeAdministrator = !(empty(principalId) || empty(principalName))
+var developerAdministrator = developerCanBeAdministrator ? [
   {
     objectId: principalId
     principalName: principalName
     principalType: principalType
   }
+] : []
+var groupAdministrator = [
+  {
+    objectId: postgresAdminGroupObjectId
+    principalName: postgresAdminGroupName
+    principalType: 'Group'
+  }
 ]
+var postgresAdministrators = empty(postgresAdminGroupObjectId) ? developerAdministrator : groupAdministrator
 
 // Every app setting the Function App gets (plus APPLICATIONINSIGHTS_CONNECTION_STRING, which
 // modules/function-app.bicep reads itself). One line per setting; tests/infra checks that every
@@ -180,7 +264,7 @@ var appSettings = {
   TRAWL_DATABASE_HOST: postgres.outputs.fqdn
   TRAWL_DATABASE_NAME: databaseName
   TRAWL_DATABASE_USER: identity.outputs.name
-  TRAWL_DATABASE_POOL_SIZE: '10'
+  TRAWL_DATABASE_POOL_SIZE: string(databasePoolSize)
   TRAWL_MAX_URLS_PER_JOB: '1000'
   TRAWL_MAX_URL_LENGTH: '2048'
   TRAWL_MAX_BODY_BYTES: '1048576'
@@ -289,7 +373,7 @@ module postgres 'modules/postgres.bicep' = {
     location: location
     tags: tags
     skuName: postgresSkuName
-    skuTier: postgresSkuTier
+    skuTier: postgresSku.tier
     storageSizeGB: postgresStorageSizeGB
     backupRetentionDays: postgresBackupRetentionDays
     geoRedundantBackup: postgresGeoRedundantBackup
@@ -298,7 +382,7 @@ module postgres 'modules/postgres.bicep' = {
     firewallRules: postgresFirewallRules
     delegatedSubnetId: postgresPublicAccess ? '' : network.outputs.postgresSubnetId
     privateDnsZoneId: postgresPublicAccess ? '' : network.outputs.postgresPrivateDnsZoneId
-    administrators: developerIsDatabaseAdmin ? concat(identityAdministrator, developerAdministrator) : identityAdministrator
+    administrators: postgresAdministrators
     databaseName: databaseName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
@@ -319,7 +403,8 @@ module functionApp 'modules/function-app.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     appSettings: appSettings
     instanceMemoryMB: functionInstanceMemoryMB
-    maximumInstanceCount: functionMaximumInstanceCount
+    maximumInstanceCount: functionInstanceLimit
+    durableAlwaysReadyInstances: functionDurableAlwaysReadyInstances
     virtualNetworkSubnetId: postgresPublicAccess ? '' : network.outputs.appSubnetId
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
@@ -376,7 +461,7 @@ output AZURE_POSTGRES_SERVER_NAME string = postgres.outputs.name
 output AZURE_POSTGRES_HOST string = postgres.outputs.fqdn
 output AZURE_POSTGRES_DATABASE string = postgres.outputs.databaseName
 output AZURE_POSTGRES_PUBLIC_ACCESS bool = postgresPublicAccess
-output AZURE_POSTGRES_DEVELOPER_ADMIN string = developerIsDatabaseAdmin ? principalName : ''
+output AZURE_POSTGRES_ADMIN_NAME string = empty(postgresAdministrators) ? '' : postgresAdministrators[0].principalName
 output AZURE_API_MANAGEMENT_NAME string = apiManagement.outputs.name
 output TRAWL_API_GATEWAY_URL string = apiManagement.outputs.gatewayUrl
 output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     database_host: str = ""
     database_name: str = "trawl"
     database_user: str = ""
-    database_pool_size: int = Field(10, ge=1, le=100)
+    # Connections per instance; infra/main.bicep sizes the Azure value from the server's connection limit.
+    database_pool_size: int = Field(3, ge=1, le=100)
 
     storage_connection_string: str = Field("", validation_alias="TrawlStorage")
     storage_queue_service_uri: str = Field("", validation_alias="TrawlStorage__queueServiceUri")

@@ -66,7 +66,16 @@ var policyTemplate = loadTextContent('../apim/policy.xml')
 var policyWithToken = replace(replace(replace(policyTemplate, '__TENANT_ID__', tenantId), '__AUDIENCES__', join(audienceElements, '')), '__CLIENT_APPLICATION_IDS__', clientApplicationIdsXml)
 var policyXml = replace(replace(policyWithToken, '__RATE_LIMIT__', skuName == 'Consumption' ? '' : rateLimitXml), '__BACKEND_ID__', backendId)
 
-// Old protocols and 3DES off on the gateway and towards the backend (not configurable on Consumption).
+// Old protocols and 3DES off on the gateway and towards the backend. Only the classic tiers accept
+// these settings: Consumption, Basic v2 and Standard v2 refuse changes to the default protocol and
+// cipher configuration (Microsoft's "Manage protocols and ciphers in Azure API Management"), and
+// their defaults already leave TLS 1.0, 1.1 and SSL 3.0 off.
+var tiersWithTlsSettings = [
+  'Developer'
+  'Basic'
+  'Standard'
+  'Premium'
+]
 var tlsHardening = {
   'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls10': 'false'
   'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls11': 'false'
@@ -91,7 +100,7 @@ resource service 'Microsoft.ApiManagement/service@2024-05-01' = {
     publisherEmail: publisherEmail
     publisherName: publisherName
     publicNetworkAccess: 'Enabled'
-    customProperties: skuName == 'Consumption' ? {} : tlsHardening
+    customProperties: contains(tiersWithTlsSettings, skuName) ? tlsHardening : {}
   }
 }
 

@@ -41,7 +41,7 @@ param appSettings object
 ])
 param pythonVersion string = '3.11'
 
-@description('Optional. Memory of each instance in MB.')
+@description('Optional. Memory of each instance in MB: the instance sizes Flex Consumption offers.')
 @allowed([
   512
   2048
@@ -49,10 +49,14 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Optional. Most instances the app scales out to.')
+@description('Optional. Most instances the app scales out to (Flex Consumption accepts 40 to 1000).')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
+
+@description('Optional. Always-ready instances of the Durable Functions scale group (orchestrators and activities); 0 for none.')
+@minValue(0)
+param durableAlwaysReadyInstances int = 1
 
 @description('Optional. Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
@@ -106,19 +110,21 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     // checkov:skip=CKV_AZURE_17: Callers authenticate with Entra ID bearer tokens (validated by API Management and again by the app), not client certificates.
     // checkov:skip=CKV_AZURE_222: The API is public by design: API Management (Consumption/Developer, not VNet-injected) reaches it over the internet, and every call carries an Entra token the app validates itself.
-    // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; always-ready instances would be paid for around the clock, and queue messages and Durable state survive an instance loss.
+    // checkov:skip=CKV_AZURE_212: Flex Consumption scales on demand; only the Durable group keeps always-ready instances (durableAlwaysReadyInstances), and queue messages and Durable state survive an instance loss, so no standby copies are paid for.
+    // checkov:skip=CKV_AZURE_78: Flex Consumption rejects siteConfig.ftpsState (error 51021, "FTPS not supported" in Microsoft's Flex deprecations table); FTP is off through the ftp basicPublishingCredentialsPolicies below.
+    // checkov:skip=CKV_AZURE_18: siteConfig is kept to what Microsoft's Flex Consumption samples set, so a property the plan rejects cannot fail the deployment; HTTP/2 between API Management and the app is a speed-up, not a control.
+    // checkov:skip=CKV_AZURE_67: siteConfig is kept to what Microsoft's Flex Consumption samples set, so a property the plan rejects cannot fail the deployment; HTTP/2 between API Management and the app is a speed-up, not a control.
     // checkov:skip=CKV_AZURE_213: Flex Consumption replaces unhealthy instances itself; /api/health probes PostgreSQL and storage, so as a platform health check it would recycle every instance during a dependency outage.
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    // Flex Consumption rejects many siteConfig properties of other plans (ftpsState among them, error
+    // 51021), so only the app settings and the minimum TLS version are set here; README.md lists the
+    // latter under what to confirm on the first deployment.
     siteConfig: {
       minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      remoteDebuggingEnabled: false
       appSettings: concat(appSettingsList, [
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
@@ -137,7 +143,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // Microsoft's Durable Functions guidance for Flex Consumption: one always-ready instance for
+      // the `durable` group, so orchestrations do not wait for a cold start.
       scaleAndConcurrency: {
+        alwaysReady: (durableAlwaysReadyInstances > 0) ? [
+          {
+            name: 'durable'
+            instanceCount: durableAlwaysReadyInstances
+          }
+        ] : []
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
       }

@@ -1,7 +1,8 @@
 // Azure Database for PostgreSQL Flexible Server 16 with Entra ID authentication only (no password
-// login exists), TLS required, and the `trawl` database. The app's managed identity is an Entra
-// administrator; infra/hooks/postprovision.sh then makes sure its role exists and owns what it needs
-// in the `trawl` database (pgaadauth_create_principal_with_oid + grants).
+// login exists), TLS required, and the `trawl` database. One Entra administrator (the principal
+// running azd, or a group); the app's managed identity is not one: infra/hooks/postprovision.sh,
+// signed in as that administrator, creates its role as a plain (non-admin) role that may connect to
+// the `trawl` database and create, and so own, its tables in that database's `public` schema.
 
 @description('Required. Name of the server (also the first label of its host name).')
 param name string
@@ -12,8 +13,8 @@ param location string = resourceGroup().location
 @description('Optional. Tags applied to the server.')
 param tags object = {}
 
-@description('Optional. Compute size, e.g. Standard_B1ms (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
-param skuName string = 'Standard_B1ms'
+@description('Optional. Compute size, e.g. Standard_B2s (Burstable) or Standard_D2ds_v5 (GeneralPurpose); main.bicep sizes the app\'s connections from it.')
+param skuName string = 'Standard_B2s'
 
 @description('Optional. Compute tier; zone-redundant high availability needs GeneralPurpose or MemoryOptimized.')
 @allowed([
@@ -49,7 +50,7 @@ param delegatedSubnetId string = ''
 @description('Optional. Private DNS zone (*.postgres.database.azure.com) linked to the VNet (publicAccess false).')
 param privateDnsZoneId string = ''
 
-@description('Required. Entra administrators: objects with objectId, principalName and principalType (User, Group or ServicePrincipal).')
+@description('Required. Entra administrators: objects with objectId, principalName and principalType (User, Group or ServicePrincipal). At least one, or nobody can create the app\'s role.')
 @minLength(1)
 param administrators array
 
@@ -119,7 +120,7 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   }
 }
 
-// The server accepts one change at a time: parameters, administrators, database and firewall rules
+// The server accepts one change at a time: parameters, database, firewall rules and administrators
 // are applied one after another (batchSize 1 and dependsOn), or ARM fails with ServerIsBusy.
 @batchSize(1)
 resource parameters 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = [for parameter in serverParameters: {
@@ -131,20 +132,6 @@ resource parameters 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@20
   }
 }]
 
-@batchSize(1)
-resource entraAdministrators 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = [for admin in administrators: {
-  parent: server
-  name: admin.objectId
-  properties: {
-    principalName: admin.principalName
-    principalType: admin.principalType
-    tenantId: tenant().tenantId
-  }
-  dependsOn: [
-    parameters
-  ]
-}]
-
 resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-01' = {
   parent: server
   name: databaseName
@@ -153,7 +140,7 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
     collation: 'en_US.utf8'
   }
   dependsOn: [
-    entraAdministrators
+    parameters
   ]
 }
 
@@ -167,6 +154,25 @@ resource firewall 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-
   }
   dependsOn: [
     database
+  ]
+}]
+
+// Last, and on purpose: right after creation the server can still refuse Entra principal
+// operations (AadAuthOperationCannotBePerformedWhenServerIsNotAccessible, a known race:
+// Azure/azure-postgresql#127). Everything before this step is then in place, so a second
+// `azd provision` finds nothing else to change and only adds the administrator.
+@batchSize(1)
+resource entraAdministrators 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = [for admin in administrators: {
+  parent: server
+  name: admin.objectId
+  properties: {
+    principalName: admin.principalName
+    principalType: admin.principalType
+    tenantId: tenant().tenantId
+  }
+  dependsOn: [
+    database
+    firewall
   ]
 }]
 

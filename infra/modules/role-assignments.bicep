@@ -22,11 +22,14 @@ param developerPrincipalId string = ''
 ])
 param developerPrincipalType string = 'User'
 
-// Built-in role definition ids (the same in every tenant).
+// Built-in role definition ids (the same in every tenant). The three data-contributor roles
+// Microsoft's "Configure Durable Functions with managed identity" names for the Azure Storage
+// provider; they also cover the Functions host (blob leases, timers) and reading the deployment
+// package. Not Storage Blob Data Owner: that adds setting ACLs and ownership, which nothing here needs.
 var storageRoles = [
   {
-    name: 'Storage Blob Data Owner'
-    id: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+    name: 'Storage Blob Data Contributor'
+    id: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   }
   {
     name: 'Storage Queue Data Contributor'

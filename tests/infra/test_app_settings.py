@@ -82,11 +82,15 @@ def binding_settings() -> set[str]:
 
 
 def literal(value: Any, template: Template) -> str | None:
-    """The deployed value of a parsed Bicep value when it is known before deployment, else None."""
+    """The deployed value of a parsed Bicep value when it is known before deployment, else None;
+    `string(param)` counts as known: the parameter's default, what a plain `azd up` deploys."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dict) and value.get("function", {}).get("type") == "string":
+        argument = value["function"]["parameters"]["value_to_convert"]
+        return literal(template.params[argument]["default"], template) if argument in template.params else None
     if not isinstance(value, str) or "${" in value:
         return None
     if value in template.variables:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import INFRA, Template, dig, expr
+from tests.infra.conftest import INFRA, Template, body, dig, expr
 
 pytestmark = pytest.mark.infra
 
@@ -41,14 +41,12 @@ def test_storage_disables_shared_keys_and_public_blobs_and_requires_https_tls12(
 
 
 def test_function_app_is_https_only_tls12_no_ftp_no_basic_auth(module: Any) -> None:
+    """FTP is off through the publishing-credentials policies: Flex Consumption rejects siteConfig.ftpsState."""
     app = module("function-app")
     site = app.resources_of_type("Microsoft.Web/sites")[0]
     assert site["kind"] == "functionapp,linux"
     assert site["properties"]["httpsOnly"] is True
-    config = site["properties"]["siteConfig"]
-    assert config["minTlsVersion"] == "1.2" and config["scmMinTlsVersion"] == "1.2"
-    assert config["ftpsState"] == "Disabled"
-    assert config["remoteDebuggingEnabled"] is False
+    assert site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
     policies = app.resources_of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     assert sorted(p["name"] for p in policies) == ["ftp", "scm"]
     assert all(p["properties"]["allow"] is False for p in policies)
@@ -67,11 +65,11 @@ def test_function_app_is_flex_consumption_python_311_with_identity_deployment(mo
     assert storage["type"] == "blobContainer"
     assert storage["authentication"] == {"type": "UserAssignedIdentity",
                                          "userAssignedIdentityResourceId": "identityResourceId"}
-    assert flex["scaleAndConcurrency"] == {"instanceMemoryMB": "instanceMemoryMB",
-                                           "maximumInstanceCount": "maximumInstanceCount"}
+    scale = flex["scaleAndConcurrency"]
+    assert (scale["instanceMemoryMB"], scale["maximumInstanceCount"]) == ("instanceMemoryMB", "maximumInstanceCount")
     call = main_template.modules["functionApp"]["config"]["params"]
     assert call["instanceMemoryMB"] == "functionInstanceMemoryMB"
-    assert call["maximumInstanceCount"] == "functionMaximumInstanceCount"
+    assert call["maximumInstanceCount"] == "functionInstanceLimit", "capped by the PostgreSQL connection budget"
 
 
 def test_function_app_runs_as_the_user_assigned_identity(module: Any) -> None:
@@ -106,13 +104,24 @@ def test_postgres_backup_ha_and_network_mode_are_parameters(module: Any) -> None
     assert private["publicNetworkAccess"] == "Disabled" and private["delegatedSubnetResourceId"] == "delegatedSubnetId"
 
 
-def test_the_app_identity_is_the_postgres_entra_administrator(main_template: Template) -> None:
-    (identity_admin,) = main_template.var("identityAdministrator")
-    assert identity_admin["principalType"] == "ServicePrincipal"
-    assert expr(identity_admin["objectId"]) == "identity.outputs.principalId"
-    assert expr(identity_admin["principalName"]) == "identity.outputs.name"
+def test_the_only_postgres_administrator_is_the_deployer_or_a_group_never_the_app(main_template: Template) -> None:
+    """The app's identity signs in under a plain role the post-provision hook creates; one Entra
+    administrator (the principal running azd, or a group) is the only one with azure_pg_admin."""
+    call = body(main_template.modules["postgres"]["config"])["params"]
+    assert call["administrators"] == "postgresAdministrators"
+    chosen = main_template.var("postgresAdministrators")["operator"]["operands"]
+    assert chosen["condition"]["function"] == {"type": "empty", "parameters": {"item_to_test": "postgresAdminGroupObjectId"}}
+    assert (chosen["true_value"], chosen["false_value"]) == ("developerAdministrator", "groupAdministrator")
+    (group,) = main_template.var("groupAdministrator")
+    assert group == {"objectId": "postgresAdminGroupObjectId", "principalName": "postgresAdminGroupName",
+                     "principalType": "Group"}
+    developer = main_template.var("developerAdministrator")["operator"]["operands"]
+    assert developer["condition"] == "developerCanBeAdministrator" and developer["false_value"] == []
+    assert developer["true_value"] == [{"objectId": "principalId", "principalName": "principalName",
+                                        "principalType": "principalType"}]
+    assert "identity.outputs" not in json.dumps(main_template.var("postgresAdministrators"))
     settings = main_template.var("appSettings")
-    assert expr(settings["TRAWL_DATABASE_USER"]) == "identity.outputs.name", "the app signs in as that role"
+    assert expr(settings["TRAWL_DATABASE_USER"]) == "identity.outputs.name", "the app signs in as its own role"
 
 
 def test_application_insights_accepts_only_entra_authenticated_telemetry(module: Any,
@@ -124,10 +133,12 @@ def test_application_insights_accepts_only_entra_authenticated_telemetry(module:
 
 
 def test_role_assignments_grant_the_identity_the_data_roles_it_needs(module: Any) -> None:
+    """The three roles Microsoft's Durable Functions managed-identity guide names; not Blob Data Owner."""
     roles = module("role-assignments")
-    storage_roles = {role["name"] for role in roles.var("storageRoles")}
-    assert storage_roles == {"Storage Blob Data Owner", "Storage Queue Data Contributor",
-                             "Storage Table Data Contributor"}
+    storage_roles = {role["name"]: role["id"] for role in roles.var("storageRoles")}
+    assert storage_roles == {"Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+                             "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+                             "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"}
     assignments = roles.resources_of_type("Microsoft.Authorization/roleAssignments")
     principals = sorted(a["properties"]["principalId"] for a in assignments)
     assert principals == ["developerPrincipalId", "identityPrincipalId", "identityPrincipalId"]
@@ -166,3 +177,22 @@ def test_api_management_is_https_only_and_validates_entra_tokens(module: Any) ->
     assert backend["tls"] == {"validateCertificateChain": True, "validateCertificateName": True}
     policy = (INFRA / "apim" / "policy.xml").read_text()
     assert "<validate-azure-ad-token" in policy
+
+
+def test_api_management_tls_settings_go_only_to_tiers_that_accept_them(main_template: Template, module: Any) -> None:
+    """Consumption, Basic v2 and Standard v2 refuse changes to the protocol and cipher configuration
+    (Microsoft, "Manage protocols and ciphers in Azure API Management")."""
+    apim = module("api-management")
+    (tiers,) = [d["argument"] for d in apim.params["skuName"]["decorators"] if d["type"] == "allowed"]
+    accepting = set(apim.var("tiersWithTlsSettings"))
+    assert accepting == {"Developer", "Basic", "Standard", "Premium"}
+    assert set(tiers) - accepting == {"Consumption", "BasicV2", "StandardV2"}
+    service = apim.resources_of_type("Microsoft.ApiManagement/service")[0]["properties"]
+    chosen = service["customProperties"]["operator"]["operands"]
+    assert chosen["condition"] == {"function": {"type": "contains", "parameters": {
+        "container": "tiersWithTlsSettings", "item_to_find": "skuName"}}}
+    assert (chosen["true_value"], chosen["false_value"]) == ("tlsHardening", {})
+    assert all(value == "false" for value in apim.var("tlsHardening").values())
+    (main_tiers,) = [d["argument"] for d in main_template.params["apiManagementSku"]["decorators"]
+                     if d["type"] == "allowed"]
+    assert main_tiers == tiers

@@ -4,20 +4,25 @@ pgserver trusts local sockets and ignores passwords, and libpq never negotiates 
 socket, so Entra mode connects for real while a fake credential records each token request.
 """
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from uuid import uuid4
 
+import azure.functions as func
 import psycopg2
 import psycopg2.extensions
 import psycopg2.pool
 import pytest
 from azure.core.credentials import AccessToken, TokenCredential
 
+from api.http import handles_errors, json_response
 from shared.adapters.db.connection import (
     ENTRA_SCOPE,
     ConnectionPool,
@@ -232,3 +237,59 @@ def test_unit_of_work_rolls_back_on_error_and_commits_only_when_asked(
 ])
 def test_what_counts_as_the_database_being_unavailable(error: BaseException, outage: bool) -> None:
     assert is_connection_error(error) is outage
+
+
+@pytest.fixture
+def one_connection_url(db_url: str) -> Iterator[str]:
+    """A URL for a role the server admits once at a time (CONNECTION LIMIT 1): the second session is
+    refused the way a server at max_connections refuses one, SQLSTATE 53300 during start-up."""
+    role = f"limited_{uuid4().hex[:12]}"
+    with closing(psycopg2.connect(db_url)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    yield urlsplit(db_url)._replace(netloc=f"{role}@").geturl()
+    with closing(psycopg2.connect(db_url)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f"DROP ROLE {role}")
+
+
+def get_status(pool: ConnectionPool) -> func.HttpResponse:
+    """An endpoint that reads the database, behind the app's one error translation."""
+    @handles_errors
+    def endpoint(req: func.HttpRequest) -> func.HttpResponse:
+        read(pool, lambda tx: tx.jobs.ping())
+        return json_response({"status": "ok"})
+
+    response: func.HttpResponse = endpoint(func.HttpRequest("GET", "http://localhost/api/status", body=b""))
+    return response
+
+
+def test_a_server_refusing_the_session_answers_503_with_retry_after(one_connection_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(one_connection_url), maxconn=2)
+    held = pool.getconn()
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused, uow(pool) as tx:
+            tx.jobs.ping()
+        response = get_status(pool)
+    finally:
+        pool.putconn(held)
+        pool.closeall()
+
+    assert "too many connections" in str(refused.value.__cause__)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.mimetype == "application/problem+json"
+
+
+def test_an_exhausted_pool_answers_503_with_retry_after(db_url: str) -> None:
+    pool = ConnectionPool(UrlDatabase(db_url), maxconn=1, acquire_timeout_s=0.1)
+    held = pool.getconn()
+    try:
+        response = get_status(pool)
+    finally:
+        pool.putconn(held)
+        pool.closeall()
+
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert json.loads(response.get_body())["status"] == 503
