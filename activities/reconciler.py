@@ -21,7 +21,7 @@ from shared.services.job_service import orchestration_input
 from shared.settings import get_settings
 
 bp = df.Blueprint()
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%TRAWL_RECONCILE_SCHEDULE%")

@@ -22,7 +22,7 @@ from shared.domain.messages import ItemMessage
 from shared.services.item_worker import WorkResult, give_up_item, process_item
 
 bp = df.Blueprint()
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%TRAWL_QUEUE_NAME%", connection="TrawlStorage")

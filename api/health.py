@@ -24,7 +24,7 @@ from shared.composition import database_config
 from shared.settings import get_settings
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 PROBE_TIMEOUT_S = 2
 DEADLINE_S = 4.0

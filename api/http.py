@@ -19,7 +19,7 @@ from shared.adapters.telemetry import span
 from shared.domain.errors import BadRequest, PayloadTooLarge, TrawlError, UnsupportedMediaType, ValidationFailed
 from shared.settings import get_settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 M = TypeVar("M", bound=BaseModel)
 SECURITY_HEADERS = {

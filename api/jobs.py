@@ -35,7 +35,7 @@ from shared.services.quotas import submission_quota
 from shared.settings import Settings, get_settings
 
 bp = df.Blueprint()
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 POLL_AFTER_SECONDS = "2"
 

@@ -25,7 +25,7 @@ from shared.settings import Settings, get_settings
 # Deployed next to this package: the queue trigger's concurrency sizes the scrape workers' pool.
 HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 
 def database_config(settings: Settings) -> DatabaseConfig:

@@ -25,7 +25,7 @@ from shared.adapters.jwks import SIGNING_ALGORITHM, JwksCache, http_jwks_fetcher
 from shared.domain.errors import Forbidden, Unauthorized
 from shared.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 SUBMIT = "Jobs.Submit"
 READ = "Jobs.Read"

@@ -11,7 +11,7 @@ from azure.storage.queue import QueueClient
 
 from shared.domain.messages import ItemMessage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 _SEND_THREADS = 8
 # Messages never expire: an item waits in the queue however long its job's backlog is (the default is 7 days).
 _NEVER_EXPIRES = -1

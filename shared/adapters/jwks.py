@@ -20,7 +20,7 @@ import requests
 
 from shared.domain.errors import Unavailable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 JwksDocument = Mapping[str, Any]
 

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.adapters.redaction import redact, redact_multiline
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 TRACER = trace.get_tracer("trawl")
 METER = metrics.get_meter("trawl")
@@ -70,6 +70,8 @@ def _configure_azure_monitor(environ: Mapping[str, str]) -> None:
     options = {name: {"enabled": False} for name in ("requests", "urllib", "urllib3")}
     client_id = environ.get("AZURE_CLIENT_ID")
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else None
+    # Only the app's own records (its modules log under "trawl.<module>"): the SDKs' loggers would send every
+    # Storage call azure-core logs at INFO.
     configure_azure_monitor(credential=credential, instrumentation_options=options, logger_name="trawl")
 
 

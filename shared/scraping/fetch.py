@@ -45,7 +45,7 @@ from shared.scraping.pinned_adapter import DeadlineGuard, PinnedAdapter
 
 __all__ = ["FetchError", "FetchLimits", "FetchedPage", "Resolver", "fetch", "read_capped"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"trawl.{__name__}")
 
 FetchErrorCode = Literal[
     "blocked_address",

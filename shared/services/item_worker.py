@@ -34,7 +34,7 @@ from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchError, FetchLimits
 from shared.scraping.scrape import scrape
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 Scraper = Callable[[str, FetchLimits], ScrapeResult]
 

@@ -13,7 +13,7 @@ from shared.adapters.telemetry import JOBS_FINISHED, current_traceparent, span
 from shared.domain.messages import ItemMessage
 from shared.domain.models import SYSTEM_ACTOR, JobOutcome
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 
 def start_job(pool: ConnectionPool, job_id: UUID) -> dict[str, Any]:

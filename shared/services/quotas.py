@@ -47,7 +47,7 @@ from shared.domain.errors import RateLimited, Unavailable
 from shared.domain.models import JobStatus, Owner
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"trawl.{__name__}")
 
 ROW_KEY = "quota"
 # Longer than any submission can take (Azure's front end drops an HTTP request after 230 s).

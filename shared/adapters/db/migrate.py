@@ -18,7 +18,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Key of the session advisory lock serialising migrations ("trawl" in ASCII).
 MIGRATION_LOCK_ID = 0x74726177_6C
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger(f"trawl.{__name__}")
 
 
 class MigrationError(Exception):
