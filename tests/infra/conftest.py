@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,19 @@ def parsed() -> dict[str, Any]:
     assert run.returncode == 0, run.stderr
     result: dict[str, Any] = json.loads(run.stdout)
     return result
+
+
+@pytest.fixture(scope="session")
+def parse_bicep() -> Callable[[Path], dict[str, Any]]:
+    """parse_bicep(folder) -> pycep's parse of every .bicep file under folder (a mutated copy of
+    infra/, say), by path relative to it."""
+    def parse(folder: Path) -> dict[str, Any]:
+        run = _run_tool([str(INFRA_PYTHON), str(Path(__file__).with_name("bicep_ast.py")), str(folder),
+                         str(REPO / "azure.yaml")])
+        assert run.returncode == 0, run.stderr
+        result: dict[str, Any] = json.loads(run.stdout)["bicep"]
+        return result
+    return parse
 
 
 @pytest.fixture(scope="session")
