@@ -12,6 +12,10 @@ from uuid import uuid4
 
 import psycopg2
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor, register_uuid
 
@@ -201,3 +205,21 @@ def azurite() -> Iterator[str]:
     service.start()
     yield "UseDevelopmentStorage=true"
     service.stop()
+
+
+def memory_span_exporter() -> InMemorySpanExporter:
+    """A new in-memory exporter of this process's spans, on the SDK tracer provider (installed on first use:
+    OpenTelemetry takes one per process)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture(scope="module")
+def span_exporter() -> InMemorySpanExporter:
+    """The spans this test module's code records, in memory."""
+    return memory_span_exporter()

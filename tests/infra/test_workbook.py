@@ -29,12 +29,9 @@ from azure.monitor.opentelemetry.exporter.export.trace._exporter import (
     _convert_span_events_to_envelopes,
     _convert_span_to_envelope,
 )
-from opentelemetry import metrics, trace
+from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api.http import handles_errors, json_response
 from shared.adapters.db.connection import ConnectionPool, UrlDatabase
@@ -46,6 +43,7 @@ from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchError, FetchLimits
 from shared.scraping.scrape import scrape
 from shared.services import item_worker, orchestration_steps
+from tests.conftest import memory_span_exporter
 from tests.infra.conftest import INFRA, Template, body, expr
 
 pytestmark = pytest.mark.infra
@@ -254,12 +252,7 @@ def rows() -> list[Row]:
     """The workspace rows the app's telemetry becomes: its spans (and their exception events) and metrics,
     recorded in memory and converted by the Azure Monitor exporter's own functions (the exporter object
     would start its statsbeat and control-plane threads)."""
-    tracer_provider = trace.get_tracer_provider()
-    if not isinstance(tracer_provider, TracerProvider):
-        tracer_provider = TracerProvider()
-        trace.set_tracer_provider(tracer_provider)
-    spans = InMemorySpanExporter()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    spans = memory_span_exporter()
     reader = InMemoryMetricReader()
     if isinstance(metrics.get_meter_provider(), MeterProvider):
         pytest.fail("an SDK meter provider is already installed in this process: its metrics cannot be read here")

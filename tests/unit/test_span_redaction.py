@@ -3,27 +3,13 @@ its scheme and host only, whatever the exception's text (and its causes') said."
 from __future__ import annotations
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from shared.adapters.telemetry import span
 
 SECRETS = ("hunter2", "k-123", "sig-456", "tok-789", "frag-0")
-
-
-@pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    """Spans of this process exported in memory (the SDK provider is installed once per process)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
 
 
 def _fail_like_a_fetch() -> None:
@@ -35,16 +21,16 @@ def _fail_like_a_fetch() -> None:
                            "failed") from cause
 
 
-def exported_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
-    [found] = [s for s in exporter.get_finished_spans() if s.name == name]
+def exported_span(span_exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    [found] = [s for s in span_exporter.get_finished_spans() if s.name == name]
     return found
 
 
-def test_an_escaping_exception_is_recorded_with_urls_reduced_to_their_host(exporter: InMemorySpanExporter) -> None:
+def test_an_escaping_exception_is_recorded_with_urls_reduced_to_their_host(span_exporter: InMemorySpanExporter) -> None:
     with pytest.raises(RuntimeError), span("fetch under test"):
         _fail_like_a_fetch()
 
-    recorded = exported_span(exporter, "fetch under test")
+    recorded = exported_span(span_exporter, "fetch under test")
     [event] = recorded.events
     attributes = dict(event.attributes or {})
     assert event.name == "exception"
@@ -58,8 +44,8 @@ def test_an_escaping_exception_is_recorded_with_urls_reduced_to_their_host(expor
     assert not [secret for secret in SECRETS if secret in everything]
 
 
-def test_a_span_without_an_exception_has_no_event_and_no_error(exporter: InMemorySpanExporter) -> None:
+def test_a_span_without_an_exception_has_no_event_and_no_error(span_exporter: InMemorySpanExporter) -> None:
     with span("quiet span under test", attributes={"url.host": "example.com"}):
         pass
-    recorded = exported_span(exporter, "quiet span under test")
+    recorded = exported_span(span_exporter, "quiet span under test")
     assert (list(recorded.events), recorded.status.status_code) == ([], StatusCode.UNSET)

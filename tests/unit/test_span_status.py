@@ -15,8 +15,7 @@ import azure.functions as func
 import pytest
 from azure.monitor.opentelemetry.exporter.export.trace._exporter import _convert_span_to_envelope
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -25,32 +24,20 @@ from shared.adapters.db import ConnectionPool, UrlDatabase, read
 from shared.domain.errors import DatabaseUnavailable, NotFound, RateLimited, TrawlError, Unauthorized
 
 
-@pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    """Spans of this process exported in memory (the SDK provider is installed once per process)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
-
-
 def _raising(error: Exception) -> Callable[[func.HttpRequest], func.HttpResponse]:
     def endpoint(req: func.HttpRequest) -> func.HttpResponse:
         raise error
     return endpoint
 
 
-def _server_span(exporter: InMemorySpanExporter, endpoint: Callable[..., Any], path: str) -> ReadableSpan:
+def _server_span(span_exporter: InMemorySpanExporter, endpoint: Callable[..., Any], path: str) -> ReadableSpan:
     """Call `endpoint` behind `handles_errors` (awaiting it when it is async) and return its server span."""
-    exporter.clear()
+    span_exporter.clear()
     req = func.HttpRequest("GET", f"http://localhost/api/{path}", headers={}, body=b"")
     response = handles_errors(endpoint)(req)
     if asyncio.iscoroutine(response):
         asyncio.run(response)
-    [server] = [s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    [server] = [s for s in span_exporter.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
     return server
 
 
@@ -71,8 +58,8 @@ async def _async_database_outage(req: func.HttpRequest) -> func.HttpResponse:
     (lambda req: json_response({"error": "returned, not raised"}, 502), "502"),
     (_async_database_outage, "503"),
 ], ids=["unexpected-error", "internal-trawl-error", "database-outage", "returned-502", "async-database-outage"])
-def test_a_5xx_is_a_failed_request(exporter: InMemorySpanExporter, endpoint: Callable[..., Any], code: str) -> None:
-    server = _server_span(exporter, endpoint, "jobs")
+def test_a_5xx_is_a_failed_request(span_exporter: InMemorySpanExporter, endpoint: Callable[..., Any], code: str) -> None:
+    server = _server_span(span_exporter, endpoint, "jobs")
     request = _request(server)
     assert (request.response_code, request.success) == (code, False)
     assert server.status.status_code is StatusCode.ERROR
@@ -83,27 +70,27 @@ def test_a_5xx_is_a_failed_request(exporter: InMemorySpanExporter, endpoint: Cal
     (NotFound("no such job"), "404"),
     (RateLimited("slow down", retry_after=30), "429"),
 ], ids=["401", "404", "429"])
-def test_a_4xx_leaves_the_span_status_alone(exporter: InMemorySpanExporter, error: Exception, code: str) -> None:
+def test_a_4xx_leaves_the_span_status_alone(span_exporter: InMemorySpanExporter, error: Exception, code: str) -> None:
     """The caller's mistake is no server error. (The exporter still sets `success` false for any 4xx,
     Application Insights' own convention: the 5xx-rate alert counts by response code for that reason.)"""
-    server = _server_span(exporter, _raising(error), "jobs")
+    server = _server_span(span_exporter, _raising(error), "jobs")
     assert server.status.status_code is StatusCode.UNSET
     assert _request(server).response_code == code
 
 
-def test_a_2xx_is_a_successful_request(exporter: InMemorySpanExporter) -> None:
-    server = _server_span(exporter, lambda req: json_response({"ok": True}), "health")
+def test_a_2xx_is_a_successful_request(span_exporter: InMemorySpanExporter) -> None:
+    server = _server_span(span_exporter, lambda req: json_response({"ok": True}), "health")
     request = _request(server)
     assert (request.response_code, request.success, server.status.status_code) == ("200", True, StatusCode.UNSET)
 
 
-def test_a_database_call_that_fails_is_a_failed_dependency(exporter: InMemorySpanExporter) -> None:
+def test_a_database_call_that_fails_is_a_failed_dependency(span_exporter: InMemorySpanExporter) -> None:
     unreachable = ConnectionPool(UrlDatabase("postgresql://trawl@127.0.0.1:1/trawl"), acquire_timeout_s=1)
-    exporter.clear()
+    span_exporter.clear()
     with pytest.raises(DatabaseUnavailable):
         read(unreachable, lambda tx: tx.jobs.progress(uuid4()))
 
-    [dependency] = [s for s in exporter.get_finished_spans() if s.name == "postgresql read"]
+    [dependency] = [s for s in span_exporter.get_finished_spans() if s.name == "postgresql read"]
     # It used to end without the exception: every database call was a successful dependency.
     assert dependency.status.status_code is StatusCode.ERROR
     assert _convert_span_to_envelope(dependency).data.base_data.success is False
