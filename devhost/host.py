@@ -10,11 +10,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from devhost.config import HostConfig, apply_local_settings
+from devhost.config import ConfigError, HostConfig, apply_local_settings
 from devhost.devauth import JWKS_PATH, jwks_handler
 from devhost.http_server import HttpHost
 from devhost.indexing import FunctionSpec, load_functions
@@ -128,7 +129,7 @@ class Host:
         if kinds & {"queueTrigger", "queue"}:
             from devhost.queues import QueueTriggers
 
-            queues = QueueTriggers(functions, invoker, config.queues)
+            queues = QueueTriggers(functions, invoker, config.queues, lease_seconds=queue_lease_seconds(os.environ))
             invoker.outputs["queue"] = queues.send_output
             self._start(queues)
             self.queues = queues
@@ -146,3 +147,21 @@ def _stop_all(runtimes: list[Runtime]) -> None:
         except Exception:
             log.exception("stopping %s failed", type(runtime).__name__)
     runtimes.clear()
+
+
+def queue_lease_seconds(environ: Mapping[str, str]) -> float:
+    """How long a received message stays leased between renewals: DEVHOST_QUEUE_LEASE_SECONDS, else 60 s. A
+    devhost-only knob (the extension leases for 10 minutes): tests that kill a host shorten the wait for its
+    messages to come back."""
+    from devhost.queues import LEASE_SECONDS
+
+    value = environ.get("DEVHOST_QUEUE_LEASE_SECONDS")
+    if value is None:
+        return LEASE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds < 2:
+        raise ConfigError(f"DEVHOST_QUEUE_LEASE_SECONDS must be a number of seconds, at least 2 (got {value!r})")
+    return seconds

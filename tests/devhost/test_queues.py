@@ -23,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devhost.config import ConfigError, HostConfig, resolve_setting_references
+from devhost.host import queue_lease_seconds
 from devhost.indexing import load_functions
 from devhost.invoker import Invoker
 from devhost.queues import LEASE_SECONDS, QueueTriggers
@@ -257,6 +258,14 @@ def test_queue_names_resolve_settings_and_are_lower_cased(monkeypatch: pytest.Mo
         resolve_setting_references("%WORK_QUEUE%")
     with pytest.raises(ConfigError, match="Invalid queue name"):
         queue_name({"queueName": "bad--name"})
+
+
+def test_the_lease_is_60_s_unless_devhost_queue_lease_seconds_shortens_it() -> None:
+    assert queue_lease_seconds({}) == LEASE_SECONDS == 60.0
+    assert queue_lease_seconds({"DEVHOST_QUEUE_LEASE_SECONDS": "10"}) == 10.0
+    for bad in ("1", "soon"):
+        with pytest.raises(ConfigError, match="DEVHOST_QUEUE_LEASE_SECONDS must be a number of seconds, at least 2"):
+            queue_lease_seconds({"DEVHOST_QUEUE_LEASE_SECONDS": bad})
 
 
 def test_host_json_names_resolve_settings_by_the_same_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

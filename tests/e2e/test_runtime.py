@@ -109,7 +109,8 @@ def test_a_database_outage_mid_job_delays_it_and_every_item_is_processed_once(
 
 def test_a_host_killed_while_urls_are_retried_spends_each_url_budget_once(
         tmp_path: Path, azurite: str, db_url: str, site: TestSite) -> None:
-    env = app_env(db_url, site, f"items-{uuid.uuid4().hex[:10]}", TRAWL_RETRY_BASE_DELAY_SECONDS="2")
+    env = app_env(db_url, site, f"items-{uuid.uuid4().hex[:10]}", TRAWL_RETRY_BASE_DELAY_SECONDS="2",
+                  DEVHOST_QUEUE_LEASE_SECONDS="10")
     first = Trawl(start_devhost(REPO, tmp_path / "first.log", env), db_url, env["TRAWL_QUEUE_NAME"])
     paths = [f"/always500/killed-{n}" for n in range(10)]
     job_id = first.submit([site.url(path) for path in paths])["id"]
