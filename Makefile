@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed-$(shell cat requirements-infra.txt | sha1sum | cut -c1-12)
 
-.PHONY: install tools run test
+.PHONY: install tools run test dashboard-vendor
 
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
@@ -38,9 +38,19 @@ run: install
 	$(BIN)/python -m devhost --script-root . --port $(PORT)
 
 # The azd hook tests run the hooks' SQL with the PostgreSQL client a deploying machine has (pgserver's own psql
-# has no TLS): Debian's, installed when missing.
+# has no TLS): Debian's, installed when missing. The dashboard's browser tests (tests/browser) drive Debian's
+# Chromium; without it they are skipped, loudly.
 tools:
 	@command -v psql >/dev/null || (apt-get update -q && apt-get install -y -q postgresql-client)
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "WARNING: Chromium could not be installed: the dashboard's browser tests will be skipped"
+
+# MSAL.js for the dashboard's Entra ID sign-in, vendored (committed) in dashboard/vendor/: the browser build (UMD,
+# a classic script that defines `msal`) of the version dashboard/package-lock.json pins. Run after changing the pin.
+dashboard-vendor:
+	cd dashboard && npm ci --ignore-scripts --no-audit --no-fund
+	cp dashboard/node_modules/@azure/msal-browser/lib/msal-browser.min.js dashboard/vendor/msal-browser.min.js
+	cp dashboard/node_modules/@azure/msal-browser/LICENSE dashboard/vendor/msal-browser.LICENSE
 
 # Line coverage of the app in the test process (README, Tests): a full run fails below it, or below 90% for the
 # item worker and the job service. A part of the suite (PYTEST_ARGS) is measured but not held to the floors.

@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import job_steps, reconciler, scrape_worker
-from api import admin, health, jobs, logs, openapi, results
+from api import admin, dashboard, events, health, jobs, logs, openapi, results
 from orchestrators import job
 from shared.adapters.redaction import install_log_redaction
 from shared.adapters.telemetry import configure_telemetry
@@ -16,8 +16,10 @@ app.register_functions(jobs.bp)
 app.register_functions(admin.bp)
 app.register_functions(results.bp)
 app.register_functions(logs.bp)
+app.register_functions(events.bp)
 app.register_functions(openapi.bp)
 app.register_functions(health.bp)
+app.register_functions(dashboard.bp)
 app.register_functions(job.bp)
 app.register_functions(job_steps.bp)
 app.register_functions(scrape_worker.bp)

@@ -18,6 +18,7 @@ import azure.functions as func
 
 from api.callers import ADMIN, READ, SUBMIT
 from api.http import json_response
+from shared.contract import sse
 from shared.contract.openapi import (
     Body,
     Header,
@@ -32,6 +33,7 @@ from shared.contract.openapi import (
 from shared.contract.schemas import (
     CancelJobRequest,
     EventPage,
+    EventsQuery,
     HealthView,
     ItemPage,
     JobListQuery,
@@ -114,6 +116,23 @@ OPERATIONS = (
         "it, oldest first.", "jobs", READ,
         {200: Success("Audit log entries.", [Body("application/json", EventPage)])},
         (400, *JOB_PROBLEMS), query=LogsQuery),
+    Operation(
+        "get", "/api/jobs/{id}/events", "getJobEvents", "Follow a job live (server-sent events)",
+        "The job's `status` events (each state change; the final one is the stream's last event), `progress` "
+        "events (its counters, coalesced) and `item` events (each URL's outcome as it becomes final), read from the "
+        "database, so any instance serves any job. Each response is a complete `text/event-stream` body: the events "
+        "after `Last-Event-ID`, at once if there are some, else as soon as the job changes, else a `: heartbeat` "
+        "comment after 15 s. Reconnect after the `retry:` milliseconds it names with the id of the last event "
+        "received, as EventSource does by itself: nothing is lost or repeated. A first request without an id gets "
+        "the job's history from the start. 204 once the final status was received.", "jobs", READ,
+        {200: Success("Events after the cursor, or a heartbeat.", [Body(
+            sse.MEDIA_TYPE, description="`retry: <ms>`, then blocks of `id:`, `event:` (status, progress or "
+            "item) and `data:` (one JSON object) lines. The schema describes one event.", schema=sse.EVENT_SCHEMA,
+            refers_to=tuple(sse.EVENT_MODELS.values()))]),
+         204: Success("The stream has ended: the final status was already received.", [])},
+        (400, *JOB_PROBLEMS), query=EventsQuery,
+        headers=(Header("Last-Event-ID", "The id of the last event received: resume after it.",
+                        {"type": "string", "maxLength": 32}),)),
     Operation(
         "get", "/api/jobs/{id}/orchestration", "getJobOrchestration", "Get a job's orchestration (operators)",
         "The Durable Functions status of the job's orchestration (instance id = job id) with its input, and its "

@@ -7,7 +7,8 @@ Its RSA signing key is generated on first use into `<state>/devauth/` (git-ignor
 
 prints an access token shaped like Entra ID's (tid, oid, roles, aud, iss, exp/nbf/iat) for it. The
 issuer is `https://devhost.localhost/<tenant>/v2.0`, never an Entra ID issuer, so these tokens fail
-wherever the app expects Entra ID.
+wherever the app expects Entra ID. The dashboard's dev sign-in gets the same tokens from
+`POST /.devhost/token` (only devhost serves it).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -30,12 +32,16 @@ from jwt.algorithms import RSAAlgorithm
 from devhost.http_types import RawRequest, RawResponse, SystemHandler
 
 JWKS_PATH = "/.devhost/jwks"
+TOKEN_PATH = "/.devhost/token"
+TOKEN_MINUTES = 60
 ISSUER = "https://devhost.localhost/{tenant}/v2.0"
 DEFAULT_TENANT = "00000000-0000-4000-8000-00000000d3b0"
 DEFAULT_AUDIENCE = "api://trawl-local"
 KEY_FILE = "signing-key.pem"
 # The app roles Trawl checks (shared/adapters/auth.py; a test keeps the two lists equal).
 KNOWN_ROLES = ("Jobs.Submit", "Jobs.Read", "Jobs.Admin")
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class DevIssuer:
@@ -109,6 +115,77 @@ def jwks_handler(state_dir: Path) -> SystemHandler:
         return RawResponse.json(200, issuer.jwks(), {"Cache-Control": "max-age=300"})
 
     return handle
+
+
+def token_handler(state_dir: Path) -> SystemHandler:
+    """devhost's `POST /.devhost/token` route: `{"user", "roles"[, "tenant", "audience"]}` in, a dev token for that
+    user out (an hour), for the dashboard's dev sign-in. Only a JSON request to a loopback host name, from this
+    origin or none, is answered: a page on another site cannot read the answer (no CORS), nor reach it by
+    rebinding its own name to 127.0.0.1 (the Host check)."""
+    issuer = DevIssuer(state_dir)
+
+    def handle(request: RawRequest) -> RawResponse:
+        if request.method != "POST":
+            return RawResponse(405, {"Allow": "POST"})
+        refusal = _cross_site_refusal(request)
+        if refusal:
+            return _problem(403, "Not allowed", refusal)
+        try:
+            user, roles, tenant, audience = _token_request(request.body)
+        except ValueError as exc:
+            return _problem(400, "Bad request", str(exc))
+        token = issuer.mint(user, roles, tenant, audience, TOKEN_MINUTES)
+        return RawResponse.json(200, {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_MINUTES * 60},
+                                {"Cache-Control": "no-store"})
+
+    return handle
+
+
+def _cross_site_refusal(request: RawRequest) -> str | None:
+    host = request.header("Host") or ""
+    if host.rsplit(":", 1)[0] not in _LOOPBACK_NAMES:
+        return "dev tokens are issued on a loopback address only (127.0.0.1, localhost)"
+    origin = request.header("Origin")
+    if origin is not None and origin != f"http://{host}":
+        return "dev tokens are issued to pages of this origin only"
+    if (request.header("Content-Type") or "").partition(";")[0].strip().lower() != "application/json":
+        return "send the request as application/json"
+    return None
+
+
+def _token_request(body: bytes) -> tuple[str, list[str], str, str]:
+    """The user, roles, tenant and audience of a token request; ValueError says what is wrong."""
+    try:
+        fields = json.loads(body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) - {"user", "roles", "tenant", "audience"}:
+        raise ValueError("the body is a JSON object with user, roles and optionally tenant and audience")
+    user, roles = fields.get("user"), fields.get("roles", [])
+    if not isinstance(user, str) or not _USER_NAME.fullmatch(user):
+        raise ValueError("user is 1 to 64 letters, digits and . _ @ -, starting with a letter or digit")
+    if not isinstance(roles, list) or any(role not in KNOWN_ROLES for role in roles):
+        raise ValueError(f"roles is a list of Trawl's roles ({', '.join(KNOWN_ROLES)})")
+    tenant, audience = fields.get("tenant", DEFAULT_TENANT), fields.get("audience", DEFAULT_AUDIENCE)
+    if not isinstance(tenant, str) or not _is_uuid(tenant):
+        raise ValueError("tenant is a tenant id (a UUID)")
+    if not isinstance(audience, str) or not 0 < len(audience) <= 200:
+        raise ValueError("audience is the API's audience, at most 200 characters")
+    return user, list(dict.fromkeys(roles)), tenant, audience
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _problem(status: int, title: str, detail: str) -> RawResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return RawResponse(status, {"Content-Type": "application/problem+json", "Cache-Control": "no-store"},
+                       json.dumps(body).encode())
 
 
 def main(argv: list[str]) -> int:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from devhost.config import ConfigError, HostConfig, apply_local_settings
-from devhost.devauth import JWKS_PATH, jwks_handler
+from devhost.devauth import JWKS_PATH, TOKEN_PATH, jwks_handler, token_handler
 from devhost.http_server import HttpHost
-from devhost.indexing import FunctionSpec, load_functions
+from devhost.indexing import FunctionSpec, enabled_functions, load_functions
 from devhost.invoker import THREAD_COUNT_SETTING, Invoker, check_single_worker_process
 from devhost.services import DEV_STORAGE, Azurite, Postgres
 
@@ -61,7 +61,8 @@ class Host:
         apply_local_settings(root)
         check_single_worker_process()
         config = HostConfig.load(root)
-        functions = load_functions(root, os.environ.get("PYTHON_SCRIPT_FILE_NAME", "function_app.py"))
+        functions = enabled_functions(load_functions(root, os.environ.get("PYTHON_SCRIPT_FILE_NAME", "function_app.py")),
+                                      os.environ)
         self._start_services(functions, self.options.state_dir or root / ".devhost")
         invoker = Invoker(config.function_timeout)
         for spec in functions:
@@ -71,6 +72,7 @@ class Host:
                  invoker.sync_threads, THREAD_COUNT_SETTING)
         http = HttpHost(functions, invoker, config.route_prefix, self.options.port)
         http.add_system_route(JWKS_PATH, jwks_handler(self.options.state_dir or root / ".devhost"))
+        http.add_system_route(TOKEN_PATH, token_handler(self.options.state_dir or root / ".devhost"))
         self._start_durable(functions, invoker, http, config)
         self._start_queues_and_timers(functions, invoker, config)
         http.start()

@@ -4,9 +4,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import azure.functions as func
 
 from devhost.config import ConfigError
+
+log = logging.getLogger("devhost")
 
 SUPPORTED_TRIGGERS = frozenset({"httpTrigger", "queueTrigger", "timerTrigger", "orchestrationTrigger", "activityTrigger"})
 SUPPORTED_BINDINGS = SUPPORTED_TRIGGERS | {"http", "queue", "durableClient"}
@@ -56,6 +59,18 @@ def load_functions(script_root: Path, script_file: str = "function_app.py") -> l
     for spec in specs:
         _check_supported(spec)
     return specs
+
+
+def enabled_functions(specs: list[FunctionSpec], environ: Mapping[str, str]) -> list[FunctionSpec]:
+    """The functions not switched off by an `AzureWebJobs.<name>.Disabled` setting of `true` (or `1`), as the
+    host reads it: a disabled function gets no trigger listener and its HTTP route answers 404."""
+    enabled = []
+    for spec in specs:
+        if environ.get(f"AzureWebJobs.{spec.name}.Disabled", "").strip().lower() in ("true", "1"):
+            log.info("function '%s' is disabled (AzureWebJobs.%s.Disabled)", spec.name, spec.name)
+        else:
+            enabled.append(spec)
+    return enabled
 
 
 def _import_app(script_root: Path, script_file: str) -> Any:

@@ -52,6 +52,9 @@ param apiClientApplicationIds array = []
 @description('Optional. Entra tenant whose tokens the API accepts.')
 param apiTenantId string = tenant().tenantId
 
+@description('Optional. Application (client) id the web dashboard signs in with (MSAL.js; a single-page-application redirect URI https://<function app>/api/app/); empty: the dashboard offers no sign-in (TRAWL_DASHBOARD_CLIENT_ID).')
+param dashboardClientId string = ''
+
 @description('Optional. API Management tier: Developer (default) or a v2/classic tier supports the per-caller rate-limit-by-key; Consumption does not.')
 @allowed([
   'Consumption'
@@ -79,16 +82,16 @@ param functionInstanceMemoryMB int = 2048
 @description('Optional. Most instances the Function App scales out to (Flex Consumption accepts 40 to 1000); lowered to what the PostgreSQL connection budget allows (functionInstanceLimit).')
 @minValue(40)
 @maxValue(1000)
-param functionMaximumInstanceCount int = 100
+param functionMaximumInstanceCount int = 80
 
 @description('Optional. Always-ready instances of the Durable Functions group; Microsoft recommends 1 on Flex Consumption. 0 turns it off (and its always-ready charge); at most 40, the fewest instances the app may be capped at.')
 @minValue(0)
 @maxValue(40)
 param functionDurableAlwaysReadyInstances int = 1
 
-@description('Optional. PostgreSQL connections each Function App instance pools (TRAWL_DATABASE_POOL_SIZE). At most 9, so that even Standard_B2s serves 40 instances: 40 x (9 + 1) + 5 <= 414.')
+@description('Optional. PostgreSQL connections each Function App instance pools (TRAWL_DATABASE_POOL_SIZE). At most 8, so that even Standard_B2s serves 40 instances: 40 x (8 + 2) + 5 <= 414.')
 @minValue(1)
-@maxValue(9)
+@maxValue(8)
 param databasePoolSize int = 3
 
 @description('Optional. PostgreSQL compute size; one of postgresSkus, whose connection limit sizes functionInstanceLimit. Standard_B1ms (35 user connections) cannot serve the 40 instances Flex Consumption allows at least.')
@@ -208,12 +211,12 @@ var postgresSkus = {
 var postgresSku = postgresSkus[postgresSkuName]
 var postgresMaxUserConnections = postgresSku.maxUserConnections
 
-// The connection budget: every instance holds up to databasePoolSize pooled connections plus one of
-// its own (the schema migration at start-up, then each /api/health probe), and a few sessions stay
-// free for people and the post-provision hook. Flex Consumption scales each function group on its
+// The connection budget: every instance holds up to databasePoolSize pooled connections plus two of
+// its own (the event streams' LISTEN session; the schema migration at start-up, then each
+// /api/health probe), and a few sessions stay free for people and the post-provision hook. Flex Consumption scales each function group on its
 // own instances, all counted by maximumInstanceCount, so capping the instances caps the sessions.
 var postgresReservedConnections = 5
-var connectionsPerInstance = databasePoolSize + 1
+var connectionsPerInstance = databasePoolSize + 2
 var functionInstanceLimit = min(functionMaximumInstanceCount, (postgresMaxUserConnections - postgresReservedConnections) / connectionsPerInstance)
 
 // One Entra administrator: a group when one is given, else the principal running azd. The app's
@@ -282,6 +285,10 @@ var appSettings = {
   TRAWL_RETRY_BASE_DELAY_SECONDS: '5'
   TRAWL_RETRY_MAX_DELAY_SECONDS: '300'
   TRAWL_API_THREADS: '8'
+  TRAWL_STREAMS_PER_CALLER: '10'
+  TRAWL_DASHBOARD_CLIENT_ID: dashboardClientId
+  TRAWL_DASHBOARD_AUTHORITY: ''
+  TRAWL_DASHBOARD_SCOPES: ''
   TRAWL_AUTH_MODE: 'entra'
   TRAWL_AUTH_TENANT_IDS: apiTenantId
   TRAWL_AUTH_AUDIENCES: join(apiAudiences, ',')

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from shared.adapters.db import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect, migrate
+from shared.adapters.db.listen import JobChangeListener
 from shared.adapters.executors import Executors, executor_sizes
 from shared.adapters.identity import azure_credential
 from shared.adapters.item_queue import ItemQueue
@@ -19,6 +20,7 @@ from shared.adapters.storage import queue_client, table_client
 from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchLimits
 from shared.services.item_worker import WorkerConfig
+from shared.services.job_stream import StreamSlots
 from shared.services.quotas import QuotaLimits, Quotas, running_job_counter
 from shared.settings import Settings, get_settings
 
@@ -68,6 +70,17 @@ def get_quotas() -> Quotas:
 def get_executors() -> Executors:
     """The process's thread pools for blocking work (see shared.adapters.executors)."""
     return Executors(executor_sizes(HOST_JSON, get_settings().api_threads))
+
+
+@lru_cache(maxsize=1)
+def get_job_listener() -> JobChangeListener:
+    """The process's one LISTEN connection, waking event-stream readers when their job changes."""
+    return JobChangeListener(database_config(get_settings()))
+
+
+@lru_cache(maxsize=1)
+def get_stream_slots() -> StreamSlots:
+    return StreamSlots(get_settings().streams_per_caller)
 
 
 @lru_cache(maxsize=1)

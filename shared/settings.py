@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     retry_max_delay_seconds: int = Field(300, ge=1, le=86_400)
 
     api_threads: int = Field(8, ge=1, le=64)
+    # Event-stream requests one caller may hold open at once on one instance (GET /api/jobs/{id}/events).
+    streams_per_caller: int = Field(10, ge=1, le=1000)
+
+    # The dashboard's Entra ID sign-in (MSAL.js, authorization code + PKCE): the application (client) id of an
+    # app registration with the single-page-application redirect URI https://<host>/api/app/; the authority
+    # (default: the first of auth_tenant_ids on login.microsoftonline.com); comma-separated scopes (default:
+    # the API's delegated scopes under the first of auth_audiences).
+    dashboard_client_id: str = ""
+    dashboard_authority: str = ""
+    dashboard_scopes: str = ""
 
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 

@@ -1,9 +1,11 @@
 """An HTTP client of Trawl's public API over requests: bearer tokens, problem+json errors as `ApiError`,
-retries of transient failures that honour `Retry-After`, and the polling backoff used to follow jobs."""
+retries of transient failures that honour `Retry-After`, a job's event stream, and the polling backoff used to
+follow jobs where the server has no stream."""
 from __future__ import annotations
 
 import email.utils
 import itertools
+import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,13 +16,21 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from trawl_cli import __version__
-from trawl_cli.errors import ApiError, NetworkError, UnexpectedResponse
+from trawl_cli.errors import ApiError, NetworkError, NoEventStream, UnexpectedResponse
+from trawl_cli.sse import Event, EventStreamParser
 
 FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "cancelled", "timed_out"})
 TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 EXPORT_TIMEOUT = (5.0, 300.0)  # an export is built whole before its first byte is sent
+STREAM_TIMEOUT = (5.0, 45.0)  # a stream response with nothing to say waits 15 s, then ends with a heartbeat
+STREAM_CHUNK_BYTES = 64 * 1024
+# A response's events are kept until it ends; the server's are far smaller (a few events without items).
+MAX_STREAM_RESPONSE_BYTES = 16 * 1024 * 1024
+DEFAULT_STREAM_RETRY_MS = 3000  # until a response says otherwise; the server's responses all begin with `retry:`
+NOT_FOUND_PROBLEM = "https://trawl.dev/problems/not-found"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses that say the request was not carried out, so even a non-idempotent call may be sent again.
 NOT_PERFORMED_STATUSES = frozenset({429, 503})
@@ -136,6 +146,33 @@ class JobReply:
 
 
 @dataclass(frozen=True)
+class JobEvent:
+    """One event of a job's stream (`status`, `progress` or `item`) and its JSON object."""
+
+    type: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> JobEvent:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise UnexpectedResponse(f"the API sent a {event.type!r} event whose data is not a JSON object: "
+                                     f"{one_line(event.data, 80)!r}")
+        return cls(event.type, data)
+
+    @property
+    def is_final(self) -> bool:
+        """The job's final status: the stream's last event."""
+        return self.type == "status" and self.data.get("final") is True
+
+
+EventSource = Callable[[str], Iterator[list[JobEvent]]]  # a job id -> its stream's responses' events (job_events)
+
+
+@dataclass(frozen=True)
 class LogPage:
     items: list[dict[str, Any]]
     next_after: int
@@ -205,6 +242,78 @@ class TrawlClient:
         """Audit log entries after event id `after`, oldest first."""
         page = _json(self._request("GET", f"{_job_path(job_id)}/logs", params={"after": after, "limit": MAX_LOGS_PAGE}))
         return LogPage(_field(page, "items"), int(_field(page, "next_after")), bool(_field(page, "has_more")))
+
+    # --- the event stream -----------------------------------------------------------------------------------
+
+    def job_events(self, job_id: str) -> Iterator[list[JobEvent]]:
+        """A job's status and progress events from its start (`items=none`: the CLI shows counts, not items), as
+        one list per long-poll response (empty when nothing happened for a while), until the server answers 204.
+
+        After each response it waits what `retry:` asked and asks for the events after the last id received
+        (`Last-Event-ID`); a 503 or 429 waits its `Retry-After` and asks again from the same id, as every GET's
+        transient failures do; a response that breaks off is asked for again, after the retry policy's backoff.
+        NoEventStream where the server has no event stream.
+        """
+        cursor, retry_ms, breaks = "", DEFAULT_STREAM_RETRY_MS, 0
+        while True:
+            with self._open_job_events(job_id, cursor) as response:
+                if response.status_code == HTTPStatus.NO_CONTENT:
+                    return
+                parser = EventStreamParser(cursor)
+                events, broke_off = self._read_events(response, parser)
+            if broke_off is None:
+                yield events
+                cursor, breaks = parser.last_event_id, 0
+                retry_ms = retry_ms if parser.retry_ms is None else parser.retry_ms
+                self._sleep(retry_ms / 1000)
+                continue
+            breaks += 1
+            delay = self._retry.delay(breaks - 1, None)
+            if delay is None:
+                raise NetworkError(f"the event stream of job {job_id} from {self.api_url} broke off {breaks} times "
+                                   f"in a row: {broke_off}")
+            self._trace(f"the event stream of job {job_id} broke off ({broke_off}); asking again in {delay:g}s")
+            self._sleep(delay)
+
+    def _open_job_events(self, job_id: str, last_event_id: str) -> requests.Response:
+        """The response of one request for a job's events after `last_event_id` (from the start when empty), unread."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        try:
+            response = self._request("GET", f"{_job_path(job_id)}/events", params={"items": "none"}, headers=headers,
+                                     stream=True, timeout=STREAM_TIMEOUT)
+        except ApiError as error:
+            # A route the server lacks is a 404 without our problem body (or a 405); the job's own 404 has one.
+            if error.status == HTTPStatus.METHOD_NOT_ALLOWED or (error.status == HTTPStatus.NOT_FOUND
+                                                                  and error.type != NOT_FOUND_PROBLEM):
+                self._trace(f"no event stream for job {job_id} (HTTP {error.status}): following it by polling")
+                raise NoEventStream(error.status, error.title, error.detail, error.problem) from None
+            raise
+        media_type = _media_type(response)
+        if response.status_code not in (HTTPStatus.OK, HTTPStatus.NO_CONTENT) or (
+                response.status_code == HTTPStatus.OK and media_type != "text/event-stream"):
+            response.close()
+            raise UnexpectedResponse(f"the API answered the event stream of job {job_id} with "
+                                     f"{response.status_code} {media_type or '(no Content-Type)'}")
+        return response
+
+    def _read_events(self, response: requests.Response,
+                     parser: EventStreamParser) -> tuple[list[JobEvent], str | None]:
+        """The events of one whole response, or why it broke off (its events are then asked for again)."""
+        events: list[JobEvent] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_STREAM_RESPONSE_BYTES:
+                    raise UnexpectedResponse(f"the API sent an event stream response of more than "
+                                             f"{MAX_STREAM_RESPONSE_BYTES // 2**20} MiB; this client reads none that "
+                                             "large")
+                events += [JobEvent.of(event) for event in parser.feed(chunk)]
+        except requests.RequestException as exc:
+            return [], _reason(exc)
+        return events, None
 
     # --- transport ------------------------------------------------------------------------------------------
 
@@ -296,14 +405,17 @@ def one_line(text: str, limit: int = ONE_LINE_CHARS) -> str:
 
 
 def _problem_body(response: requests.Response) -> dict[str, Any] | None:
-    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if media_type not in ("application/problem+json", "application/json"):
+    if _media_type(response) not in ("application/problem+json", "application/json"):
         return None
     try:
         body = response.json()
     except ValueError:
         return None
     return body if isinstance(body, dict) and ("title" in body or "detail" in body) else None
+
+
+def _media_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
 def _describe_errors(errors: list[Any]) -> str:
@@ -329,8 +441,11 @@ def _reason(exc: requests.RequestException) -> str:
     """A short reason for a transport failure: `Connection refused`, `timed out`, `TLS: ...`."""
     if isinstance(exc, requests.exceptions.SSLError):
         return f"TLS: {one_line(str(exc), 120)}"
-    if isinstance(exc, requests.Timeout):
+    # requests raises a read timeout while the body is read as a ConnectionError around urllib3's.
+    if isinstance(exc, requests.Timeout) or any(isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args):
         return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection closed before the end of the response"
     match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
     if match:
         return match.group(1).strip()

@@ -47,6 +47,10 @@ class ApiError(CliError):
         return value if isinstance(value, str) else None
 
 
+class NoEventStream(ApiError):
+    """The API answered that it has no job event stream (an older server, or a gateway that does not route it)."""
+
+
 class UnexpectedResponse(CliError):
     """The API answered with a success status but a body this client cannot read."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import uuid
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from trawl_cli.client import Backoff, Job, JobReply, TrawlClient, problem_error
-from trawl_cli.errors import ApiError, Interrupted, JobUnsuccessful, UsageError
+from trawl_cli.client import Backoff, EventSource, Job, JobEvent, JobReply, TrawlClient, problem_error
+from trawl_cli.errors import ApiError, Interrupted, JobUnsuccessful, NoEventStream, UnexpectedResponse, UsageError
 from trawl_cli.render import OutputMode, Terminal, job_details, job_summary, local_time, progress_cell
 from trawl_cli.retries import RetryWatch
 
@@ -19,6 +20,7 @@ JOB_STATUSES = ("pending", "running", "succeeded", "completed_with_errors", "fai
 # A finished job with some failed URLs still did its work: these outcomes, or no URL succeeded, fail a follow.
 UNSUCCESSFUL = frozenset({"failed", "cancelled", "timed_out"})
 MAX_LIST_PAGE = 100
+PROGRESS_COUNTS = ("total", "succeeded", "failed", "skipped")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -98,7 +100,7 @@ def run_submit(args: argparse.Namespace, client: TrawlClient, terminal: Terminal
         raise found.locate(error) from None
     replayed = "" if reply.created else " (already submitted with this idempotency key)"
     _announce(terminal, reply.job, f"job {reply.job.id} submitted: {reply.job.total} URLs{replayed}", args.wait)
-    return follow_job(client, terminal, reply) if args.wait else 0
+    return follow_job(client, terminal, reply, events=client.job_events) if args.wait else 0
 
 
 def run_status(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
@@ -130,7 +132,7 @@ def run_list(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) 
 
 
 def run_watch(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
-    return follow_job(client, terminal, client.get_job(args.job_id))
+    return follow_job(client, terminal, client.get_job(args.job_id), events=client.job_events)
 
 
 def run_cancel(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
@@ -147,12 +149,13 @@ def run_retry(args: argparse.Namespace, client: TrawlClient, terminal: Terminal)
     reply = client.retry_job(args.job_id, args.include_skipped, key)
     _announce(terminal, reply.job, f"job {reply.job.id} submitted: retries {reply.job.total} URLs of job {args.job_id}",
               args.wait)
-    return follow_job(client, terminal, reply) if args.wait else 0
+    return follow_job(client, terminal, reply, events=client.job_events) if args.wait else 0
 
 
-def follow_job(client: TrawlClient, terminal: Terminal, reply: JobReply,
-               sleep: Callable[[float], None] = time.sleep) -> int:
-    """Show a job's progress until it is final, polling with backoff; print its summary line.
+def follow_job(client: TrawlClient, terminal: Terminal, reply: JobReply, sleep: Callable[[float], None] = time.sleep,
+               events: EventSource | None = None) -> int:
+    """Show a job's progress until it is final and print its summary line: after each response of its event
+    stream when `events` is given and the server has a stream, else polling with backoff.
 
     Exit code 0 for succeeded and completed_with_errors (said in the summary) when some URL succeeded;
     JobUnsuccessful otherwise.
@@ -160,7 +163,10 @@ def follow_job(client: TrawlClient, terminal: Terminal, reply: JobReply,
     job = reply.job
     display = terminal.progress(job, RetryWatch(client).observe)
     try:
-        job = _poll_until_final(client, reply, display.update, Backoff(), sleep)
+        if events is None:
+            job = _poll_until_final(client, reply, display.update, Backoff(), sleep)
+        else:
+            job = _stream_until_final(client, reply, display.update, events, sleep)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped watching; job {job.id} goes on (`trawl watch {job.id}` follows it again)") from None
     finally:
@@ -221,6 +227,50 @@ def _poll_until_final(client: TrawlClient, reply: JobReply, show: Callable[[Job]
         job, retry_after = latest.job, latest.retry_after
         show(job)
     return job
+
+
+def _stream_until_final(client: TrawlClient, reply: JobReply, show: Callable[[Job], None], events: EventSource,
+                        sleep: Callable[[float], None]) -> Job:
+    job = reply.job
+    show(job)
+    if job.is_final:
+        return job
+    try:
+        for response in events(job.id):
+            # Shown after every response, an idle one too: the display rereads which items wait for a retry.
+            job = _after_response(client, job, response)
+            show(job)
+            if job.is_final:
+                return job
+    except NoEventStream:
+        return _poll_until_final(client, reply, show, Backoff(), sleep)
+    # A 204: the stream had ended before the request; the job says how.
+    return _poll_until_final(client, client.get_job(job.id), show, Backoff(), sleep)
+
+
+def _after_response(client: TrawlClient, job: Job, events: list[JobEvent]) -> Job:
+    """The job after one response's events. After a status change it is read from the API, whose job is newer
+    than every event of the response and has what the events lack (timestamps, the cancellation's reason, for
+    the summary and --json); else it takes the counts of the response's progress event, if any."""
+    if any(event.type == "status" for event in events):
+        return client.get_job(job.id).job
+    progress = [event for event in events if event.type == "progress"]
+    return _with_progress(job, progress[-1].data) if progress else job
+
+
+def _with_progress(job: Job, progress: dict[str, Any]) -> Job:
+    """`job` with a progress event's counts, unless they are behind those shown: a response catching up on many
+    items counts only those it carries, so it can be behind the job the API gave after an earlier status change."""
+    try:
+        counts = {name: int(progress[name]) for name in PROGRESS_COUNTS}
+        remaining = int(progress["remaining"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnexpectedResponse(f"the API sent a progress event this client cannot read ({exc!r})") from None
+    if counts["succeeded"] + counts["failed"] + counts["skipped"] < job.done:
+        return job
+    data = {**job.data, "progress": {**job.data.get("progress", {}), **counts, "pending": remaining}}
+    return dataclasses.replace(job, total=counts["total"], succeeded=counts["succeeded"], failed=counts["failed"],
+                               skipped=counts["skipped"], data=data)
 
 
 def _file_lines(file: str) -> list[str]:

@@ -60,6 +60,8 @@ class Body:
     model: type[BaseModel] | None = None
     description: str = ""
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    # Models a plain `schema` refers to (`REF.format(model=...)`), added to the components.
+    refers_to: Sequence[type[BaseModel]] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,9 @@ def _schema_30(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     rendered = _subschemas_30(_null_type_30(schema))
+    # 3.0 cannot describe a string's content; the description still names it.
+    rendered.pop("contentMediaType", None)
+    rendered.pop("contentSchema", None)
     if "const" in rendered:
         rendered["enum"] = [rendered.pop("const")]
     if examples := rendered.pop("examples", None):
@@ -277,6 +282,7 @@ def _schemas(operations: Sequence[Operation]) -> tuple[dict[str, Any], dict[str,
                 models[(model, "validation")] = None
         for success in operation.responses.values():
             models.update({(body.model, "serialization"): None for body in success.bodies if body.model})
+            models.update({(model, "serialization"): None for body in success.bodies for model in body.refers_to})
     _, top = models_json_schema(list(models), ref_template=REF)
     schemas: dict[str, Any] = top.get("$defs", {})
     queries = {operation.query for operation in operations if operation.query is not None}
@@ -349,7 +355,9 @@ def _success(success: Success) -> dict[str, Any]:
         content[body.media_type] = {"schema": schema}
         if body.description:
             content[body.media_type]["schema"] = {**schema, "description": body.description}
-    response: dict[str, Any] = {"description": success.description, "content": content}
+    response: dict[str, Any] = {"description": success.description}
+    if content:
+        response["content"] = content
     if success.headers:
         response["headers"] = {name: HEADERS[name] for name in success.headers}
     return response

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.domain.models import ItemStatus, Job, JobEvent, JobEventType, JobItem, JobStatus
 from shared.domain.pages import ScrapeResult
+from shared.domain.stream import ItemFilter
 from shared.scraping.netpolicy import (
     ALLOWED_SCHEMES,
     BlockedTarget,
@@ -212,6 +213,7 @@ class JobLinks(BaseModel):
     self: str
     results: str
     logs: str
+    events: str = Field(description="Follow the job live: server-sent events.")
     cancel: str = Field(description="`DELETE` this to cancel the job.")
     retry: str = Field(description="`POST` here once the job is final to retry its failed items in a new job.")
     parent: str | None = Field(None, description="The job this one retries, if any.")
@@ -231,6 +233,7 @@ class JobView(BaseModel):
 
     id: UUID
     status: JobStatus
+    owner: str = Field(description="Who submitted the job, `<tenant id>/<object id>`, as its audit log names them.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -262,13 +265,13 @@ class JobView(BaseModel):
                                             reason=job.cancel_reason)
         parent = None if job.parent_job_id is None else f"/api/jobs/{job.parent_job_id}"
         return cls(
-            id=job.id, status=job.status, created_at=job.created_at, started_at=job.started_at,
+            id=job.id, status=job.status, owner=job.owner.actor, created_at=job.created_at, started_at=job.started_at,
             finished_at=job.finished_at, deadline_at=job.deadline_at, options=options,
             progress=ProgressView(total=job.total, succeeded=job.succeeded, failed=job.failed, skipped=job.skipped,
                                   pending=job.remaining),
             cancellation=cancellation, parent_job_id=job.parent_job_id, children=list(children),
             merged_duplicates=int(job.options.get(MERGED_DUPLICATES, 0)), refused_urls=list(refused_urls),
-            links=JobLinks(self=path, results=f"{path}/results", logs=f"{path}/logs", cancel=path,
+            links=JobLinks(self=path, results=f"{path}/results", logs=f"{path}/logs", events=f"{path}/events", cancel=path,
                            retry=f"{path}/retry", parent=parent),
             statusQueryGetUri=f"{base_url}{path}",
         )
@@ -455,6 +458,58 @@ class LogsQuery(BaseModel):
 
     after: int = Field(0, ge=0, le=MAX_EVENT_ID, description="Return events after this event id (`next_after`).")
     limit: int = Field(100, ge=1, le=1000, description="Events per page.")
+
+
+class StreamStatus(BaseModel):
+    """`data` of a `status` event: a state the job entered, with its counters when the event was read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: UUID
+    status: JobStatus
+    final: bool = Field(description="The job's final status: the stream's last event.")
+    cancel_requested: bool
+    at: datetime | None = Field(description="When the job entered this state.")
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+class StreamProgress(BaseModel):
+    """`data` of a `progress` event: the job's counters, level with the item events sent before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    remaining: int
+
+
+class StreamItem(BaseModel):
+    """`data` of an `item` event: one URL's final outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(description="The URL's position in the submitted list.")
+    host: str | None
+    outcome: Literal["succeeded", "failed", "skipped"]
+    error_code: str | None = Field(description="Why it failed or was skipped (the results' `error.code`).")
+    http_status: int | None
+    duration_ms: int | None
+
+
+class EventsQuery(BaseModel):
+    """Query of `GET /api/jobs/{id}/events`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: ItemFilter = Field(ItemFilter.ALL, description="Which `item` events to send: every final item, only "
+                              "failed ones, or none (status and progress only).")
+    last_event_id: str | None = Field(None, max_length=32, description="Resume after this event id, for a first "
+                                      "connection that cannot send the `Last-Event-ID` header (the header wins).")
 
 
 class OrchestrationQuery(BaseModel):

@@ -108,6 +108,25 @@ def test_policy_rate_limits_each_caller_by_the_tokens_oid() -> None:
     assert key.startswith("@(") and 'context.Variables["jwt"]' in key and '"oid"' in key
     backend = inbound.find("set-backend-service")
     assert backend is not None and backend.get("backend-id") == "trawl-function-app"
+    # An event stream reconnects after every response: its requests do not use up the caller's calls
+    # (the app caps each caller's open streams itself).
+    condition = limit.get("increment-condition", "")
+    assert condition.startswith("@(!") and '"/events"' in condition
+
+
+def test_policy_forwards_the_event_stream_unbuffered_and_the_rest_as_before() -> None:
+    backend = render_policy(sku="Developer", audiences=["api://trawl"], client_ids=[]).find("backend")
+    assert backend is not None
+    stream = backend.find("choose/when")
+    other = backend.find("choose/otherwise/forward-request")
+    assert stream is not None and other is not None
+    assert '"/events"' in stream.get("condition", "") and 'Method == "GET"' in stream.get("condition", "")
+    forward = stream.find("forward-request")
+    assert forward is not None and forward.get("buffer-response") == "false"
+    assert other.get("buffer-response") is None
+    paths = openapi_document()["paths"]
+    assert [path for path in paths if path.endswith("/events")] == ["/api/jobs/{id}/events"]
+    assert "text/event-stream" in paths["/api/jobs/{id}/events"]["get"]["responses"]["200"]["content"]
 
 
 def test_consumption_tier_gets_no_rate_limit_by_key() -> None:

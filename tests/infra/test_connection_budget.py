@@ -27,9 +27,11 @@ TIER_PREFIXES = {"Standard_B": "Burstable", "Standard_D": "GeneralPurpose", "Sta
 # scale is currently 40. The highest currently supported value is 1000."
 FLEX_LOWEST_MAXIMUM_INSTANCE_COUNT = 40
 FLEX_HIGHEST_MAXIMUM_INSTANCE_COUNT = 1000
-# The app's own sessions outside the pool: the schema migration (closed before the pool opens) and
-# each /api/health probe (closed within seconds), budgeted together as one per instance.
-CONNECTIONS_OUTSIDE_THE_POOL = {"shared/composition.py", "api/health.py"}
+# The app's own sessions outside the pool: the event streams' LISTEN session (one per instance, held),
+# and the schema migration (closed before the pool opens) with each /api/health probe (closed within
+# seconds), budgeted together as one more: two per instance.
+CONNECTIONS_OUTSIDE_THE_POOL = {"shared/adapters/db/listen.py", "shared/composition.py", "api/health.py"}
+OUTSIDE_THE_POOL_PER_INSTANCE = 2
 POOL = "shared/adapters/db/connection.py"
 APP_CODE = ("function_app.py", "api", "activities", "orchestrators", "shared")
 
@@ -97,14 +99,14 @@ def test_no_accepted_parameters_let_the_instances_exceed_the_servers_connections
     for sku, pool, wanted in product(main_template.var("postgresSkus"), pools, requested):
         given = {"postgresSkuName": sku, "databasePoolSize": pool, "functionMaximumInstanceCount": wanted}
         instances, per_instance, reserved, server = budget(main_template, **given)
-        assert per_instance == pool + 1, "the pool plus the migration/health connection"
+        assert per_instance == pool + OUTSIDE_THE_POOL_PER_INSTANCE, "the pool, the listener, migration/health"
         assert instances * per_instance + reserved <= server, given
         assert FLEX_LOWEST_MAXIMUM_INSTANCE_COUNT <= instances <= wanted, given
 
 
 def test_the_default_deployment_keeps_its_instances_within_budget(main_template: Template) -> None:
     instances, per_instance, reserved, server = budget(main_template)
-    assert (instances, per_instance, reserved, server) == (100, 4, 5, 414)
+    assert (instances, per_instance, reserved, server) == (80, 5, 5, 414)
     assert instances == main_template.params["functionMaximumInstanceCount"]["default"], "not silently lowered"
 
 
@@ -118,7 +120,7 @@ def test_the_app_pools_what_the_budget_assumes(main_template: Template, app_sett
 
 
 def test_every_connection_outside_the_pool_is_budgeted() -> None:
-    """connectionsPerInstance adds one session per instance for code that calls connect() itself."""
+    """connectionsPerInstance adds two sessions per instance for code that calls connect() itself."""
     paths = [REPO / name for name in APP_CODE]
     files = [p for p in paths if p.is_file()] + [f for p in paths if p.is_dir() for f in p.rglob("*.py")]
     direct = {f.relative_to(REPO).as_posix() for f in files if re.search(r"(?<![\w.])connect\(", f.read_text())}
@@ -127,7 +129,7 @@ def test_every_connection_outside_the_pool_is_budgeted() -> None:
 
 def test_the_readme_states_the_default_arithmetic(main_template: Template) -> None:
     instances, per_instance, reserved, server = budget(main_template)
-    pool = per_instance - 1
+    pool = per_instance - OUTSIDE_THE_POOL_PER_INSTANCE
     readme = (REPO / "README.md").read_text()
-    stated = f"{instances} × ({pool} + 1) + {reserved} = {instances * per_instance + reserved} ≤ {server}"
+    stated = f"{instances} × ({pool} + 2) + {reserved} = {instances * per_instance + reserved} ≤ {server}"
     assert stated in readme, f"README.md, Deploy to Azure, should say: {stated}"

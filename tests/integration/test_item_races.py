@@ -211,14 +211,19 @@ def test_a_cancel_racing_completion_never_lets_the_job_succeed(
     running: Callable[[int], Job], pool: ConnectionPool, fetch_rows: FetchRows
 ) -> None:
     accepted_cancels = 0
-    for _ in range(30):
+    for attempt in range(30):
         job = running(1)
         in_transaction(pool, complete(job, 0))
 
-        cancel, completion = race(pool, [
+        # Which thread the barrier lets run first is not random: alternating the order makes
+        # both interleavings happen.
+        operations = [
             lambda tx, job=job: tx.jobs.request_cancel(job.id, ANONYMOUS_OWNER, "alice", None),
             lambda tx, job=job: tx.jobs.finalise_job(job.id, JobOutcome.COMPLETED, "orchestrator"),
-        ], threads=2)
+        ]
+        order = operations if attempt % 2 else operations[::-1]
+        results = race(pool, order, threads=2)
+        cancel, completion = results if attempt % 2 else results[::-1]
 
         status = counters(fetch_rows, job)["status"]
         if cancel.result is CancelResult.REQUESTED:  # the caller got 202

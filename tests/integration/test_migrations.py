@@ -123,3 +123,27 @@ def test_each_test_database_is_fully_migrated_and_isolated(db_url: str) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM jobs")
             assert cur.fetchone() == (0,)
+
+
+def test_items_final_before_the_stream_existed_get_ranks_in_the_order_they_finished(
+        connect_empty: Callable[[], Connection], tmp_path: Path) -> None:
+    before_streams = tmp_path / "before"
+    before_streams.mkdir()
+    for migration in MIGRATIONS_DIR.glob("000[1-4]_*.sql"):
+        shutil.copy(migration, before_streams)
+    conn = connect_empty()
+    migrate(conn, before_streams)
+    with conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO jobs (id, owner_tenant_id, owner_object_id, status, total, succeeded, failed,
+                                         deadline_at)
+                       VALUES ('00000000-0000-0000-0000-000000000001', 't', 'o', 'running', 4, 2, 1, now())""")
+        cur.execute("""INSERT INTO job_items (job_id, seq, url, status, finished_at)
+                       SELECT '00000000-0000-0000-0000-000000000001', seq, 'https://a.test/', status,
+                              now() - make_interval(secs => age)
+                         FROM (VALUES (0, 'succeeded', 5), (1, 'pending', NULL), (2, 'failed', 30),
+                                      (3, 'succeeded', 10)) AS v(seq, status, age)""")
+
+    assert migrate(conn) == ["0005"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq, done_rank FROM job_items ORDER BY seq")
+        assert cur.fetchall() == [(0, 3), (1, None), (2, 1), (3, 2)]

@@ -74,10 +74,19 @@ _OUTCOME_EVENTS = {
 
 _REMAINING = "jobs.total - jobs.succeeded - jobs.failed - jobs.skipped"
 
+# An item becomes final with the job's row locked first (NO KEY UPDATE, so audit-log inserts, which
+# take KEY SHARE for their foreign key, are not blocked): its `done_rank` is then the job's count of
+# final items plus one, committed in rank order (migration 0005 says why streams need that). The lock
+# is taken while the item row is being computed, before the item row is locked: every writer takes the
+# job first, so none deadlocks with another.
+_LOCK_JOB = "WITH job AS (SELECT succeeded + failed + skipped AS done FROM jobs WHERE id = %(job_id)s FOR NO KEY UPDATE)"
+_NEXT_RANK = "(SELECT done + 1 FROM job)"
+
 _SUCCEED_ITEM = f"""
-WITH item AS (
+{_LOCK_JOB},
+item AS (
     UPDATE job_items
-       SET status = 'succeeded', finished_at = now(), attempts = attempts + 1,
+       SET status = 'succeeded', finished_at = now(), done_rank = {_NEXT_RANK}, attempts = attempts + 1,
            started_at = coalesce(started_at, now() - make_interval(secs => %(duration_ms)s / 1000.0)),
            result = %(result)s::jsonb, result_bytes = %(result_bytes)s, http_status = %(http_status)s,
            final_url = %(final_url)s, duration_ms = %(duration_ms)s
@@ -89,9 +98,10 @@ RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _FAIL_ITEM = f"""
-WITH item AS (
+{_LOCK_JOB},
+item AS (
     UPDATE job_items
-       SET status = 'failed', finished_at = now(), attempts = attempts + %(attempt)s,
+       SET status = 'failed', finished_at = now(), done_rank = {_NEXT_RANK}, attempts = attempts + %(attempt)s,
            started_at = coalesce(started_at, now()),
            last_error_code = %(code)s, last_error_message = %(message)s,
            http_status = coalesce(%(http_status)s, http_status), final_url = coalesce(%(final_url)s, final_url),
@@ -104,9 +114,11 @@ RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 _SKIP_ITEM = f"""
-WITH item AS (
+{_LOCK_JOB},
+item AS (
     UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_code = %(code)s, last_error_message = %(reason)s
+       SET status = 'skipped', finished_at = now(), done_rank = {_NEXT_RANK},
+           last_error_code = %(code)s, last_error_message = %(reason)s
      WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
  RETURNING job_id
 )
@@ -115,14 +127,22 @@ RETURNING jobs.status AS job_status, {_REMAINING} AS remaining
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 # Items are skipped only while the job may still take this outcome, in the same statement as
-# the job update, so a refused finalisation never skips anything.
+# the job update, so a refused finalisation never skips anything. It runs after `_LOCK_JOB_ONLY` in
+# the same transaction: with no item completing meanwhile, the pending items it reads are exactly
+# those left, and they take the next ranks in seq order.
+_LOCK_JOB_ONLY = "SELECT 1 FROM jobs WHERE id = %(job_id)s FOR NO KEY UPDATE"
+
 _FINALISE_JOB = """
-WITH skipped AS (
-    UPDATE job_items
-       SET status = 'skipped', finished_at = now(), last_error_code = %(item_code)s,
+WITH pending AS (
+    SELECT i.seq, j.succeeded + j.failed + j.skipped + row_number() OVER (ORDER BY i.seq) AS rank
+      FROM job_items i JOIN jobs j ON j.id = i.job_id
+     WHERE i.job_id = %(job_id)s AND i.status = 'pending' AND %(skip_pending)s AND j.status = ANY(%(sources)s)
+), skipped AS (
+    UPDATE job_items i
+       SET status = 'skipped', finished_at = now(), done_rank = p.rank, last_error_code = %(item_code)s,
            last_error_message = %(item_reason)s
-     WHERE job_id = %(job_id)s AND status = 'pending' AND %(skip_pending)s
-       AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND status = ANY(%(sources)s))
+      FROM pending p
+     WHERE i.job_id = %(job_id)s AND i.seq = p.seq
  RETURNING 1
 )
 UPDATE jobs
@@ -288,6 +308,7 @@ class JobRepository:
             "item_reason": f"job {outcome.value}",
             "reason": reason,
         }
+        self._cur.execute(_LOCK_JOB_ONLY, params)
         self._cur.execute(_FINALISE_JOB, params)
         row = self._cur.fetchone()
         if row is None:

@@ -22,6 +22,7 @@ from shared.adapters.db.rows import (
     status_values,
 )
 from shared.domain.models import ItemStatus, Job, JobEvent, JobItem, JobPageKey, JobStatus, Owner
+from shared.domain.stream import FinalItem, ItemBatch, done_count
 
 _LIST_JOBS = f"""
 SELECT * FROM jobs j
@@ -74,6 +75,33 @@ SELECT e.* FROM job_events e JOIN jobs j ON j.id = e.job_id
  WHERE e.job_id = %(job_id)s AND {OWNER_SCOPE} AND e.id > %(after_id)s
  ORDER BY e.id
  LIMIT %(limit)s
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+
+# A job's stream after a rank, in one statement so the job's row and its items come from one snapshot:
+# the items the reader wants with ranks after `after` (every rank up to the job's count is committed,
+# migration 0005), and, when the batch stopped at its limit, the outcomes of the items beyond it.
+_STREAM = f"""
+WITH j AS (SELECT * FROM jobs j WHERE j.id = %(job_id)s AND {OWNER_SCOPE}),
+batch AS (
+    SELECT i.done_rank, i.seq, i.url, i.final_url, i.status, i.last_error_code, i.http_status, i.duration_ms
+      FROM job_items i
+     WHERE i.job_id = %(job_id)s AND EXISTS (SELECT 1 FROM j) AND i.done_rank > %(after)s
+       AND i.status = ANY(%(statuses)s)
+     ORDER BY i.done_rank
+     LIMIT %(limit)s
+),
+tail AS (
+    SELECT i.status, count(*) AS n
+      FROM job_items i
+     WHERE i.job_id = %(job_id)s AND (SELECT count(*) FROM batch) = %(limit)s
+       AND i.done_rank > (SELECT max(done_rank) FROM batch)
+     GROUP BY i.status
+)
+SELECT j.*,
+       (SELECT coalesce(json_agg(batch ORDER BY done_rank), '[]') FROM batch) AS stream_items,
+       (SELECT coalesce(json_object_agg(status, n), '{{}}') FROM tail) AS stream_unread
+  FROM j
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 
@@ -168,6 +196,26 @@ class JobQueries:
         params = {**owner_params(owner), "job_id": job_id, "after_id": after_id, "limit": limit}
         self._cur.execute(_LIST_EVENTS, params)
         return [event_from_row(row) for row in self._cur.fetchall()]
+
+    def stream_batch(self, job_id: UUID, owner: Owner | None, after_rank: int, outcomes: Collection[ItemStatus],
+                     limit: int) -> tuple[Job, ItemBatch] | None:
+        """The job and its final items after `after_rank` with one of `outcomes` (at most `limit`), read in
+        one snapshot; None when the owner cannot see the job (owner None: admin)."""
+        params = {**owner_params(owner), "job_id": job_id, "after": after_rank,
+                  "statuses": [outcome.value for outcome in outcomes], "limit": limit}
+        self._cur.execute(_STREAM, params)
+        row = self._cur.fetchone()
+        if row is None:
+            return None
+        fields = dict(row)
+        items = [FinalItem(rank=item["done_rank"], seq=item["seq"], url=item["url"], final_url=item["final_url"],
+                           outcome=ItemStatus(item["status"]), error_code=item["last_error_code"],
+                           http_status=item["http_status"], duration_ms=item["duration_ms"])
+                 for item in fields.pop("stream_items")]
+        unread = {ItemStatus(status): int(count) for status, count in fields.pop("stream_unread").items()}
+        job = job_from_row(fields)
+        end_rank = items[-1].rank if unread else done_count(job)
+        return job, ItemBatch(items, end_rank, unread)
 
     def child_job_ids(self, parent_ids: Collection[UUID], owner: Owner | None) -> dict[UUID, list[UUID]]:
         """The ids of the jobs created by retrying each of `parent_ids`, oldest first; parents
