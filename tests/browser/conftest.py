@@ -87,7 +87,9 @@ class Dashboard:
         return path
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running on the main thread while
+# it is started, and every later test that calls asyncio.run() in this process would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         notice = (f"{CHROMIUM} is missing: the dashboard's browser tests are SKIPPED. Install Debian's chromium "

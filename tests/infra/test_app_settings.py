@@ -49,6 +49,7 @@ DEPLOYED_VALUES = {
     "TRAWL_DATABASE_USER": "id-trawl-abc",
     "TRAWL_AUTH_TENANT_IDS": "72f988bf-86f1-41af-91ab-2d7cd011db47",
     "TRAWL_AUTH_AUDIENCES": "api://trawl",
+    "TRAWL_DASHBOARD_CLIENT_ID": "5e1f0c1a-0000-4000-8000-00000000c11e",
 }
 BINDING_EXPRESSION = re.compile(r"%([A-Z][A-Za-z0-9_]+)%")
 ENVIRONMENT_READ = re.compile(r"""(?:environ(?:\.get)?\s*[\[(]|getenv\()\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
