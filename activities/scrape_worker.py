@@ -17,7 +17,7 @@ import azure.functions as func
 from orchestrators.job import ITEMS_DONE_EVENT
 from shared.adapters.executors import Work
 from shared.adapters.telemetry import record_queue_latency
-from shared.composition import get_executors, get_item_queue, get_pool, worker_config
+from shared.composition import get_content_store, get_executors, get_item_queue, get_pool, worker_config
 from shared.domain.messages import ItemMessage
 from shared.services.item_worker import WorkResult, give_up_item, process_item
 
@@ -31,7 +31,7 @@ async def scrape_item(msg: func.QueueMessage, client: df.DurableOrchestrationCli
     message = ItemMessage.model_validate_json(msg.get_body())
     record_queue_latency(msg.insertion_time)
     result = await get_executors().run(Work.SCRAPE, process_item, get_pool(), get_item_queue(), message,
-                                       worker_config())
+                                       worker_config(), bodies=get_content_store())
     log.info("job %s item %s: %s (delivery %s)", message.job_id, message.seq, result.action, msg.dequeue_count,
              extra=message.log_context())
     await _wake_orchestration_if_done(client, message, result)

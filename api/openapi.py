@@ -30,8 +30,19 @@ from shared.contract.openapi import (
     readme_section,
     replace_block,
 )
+from shared.contract.page_schemas import (
+    DiffQuery,
+    PageHistoryView,
+    PageListQuery,
+    PagePage,
+    PageVersionsQuery,
+    SearchPage,
+    SearchQuery,
+)
 from shared.contract.schemas import (
     CancelJobRequest,
+    ContentQuery,
+    DeletedDataView,
     EventPage,
     EventsQuery,
     HealthView,
@@ -111,6 +122,56 @@ OPERATIONS = (
                                          "with a UTF-8 byte-order mark."),
         ], ("Content-Disposition",))},
         (400, 422, *JOB_PROBLEMS), query=ResultsQuery),
+    Operation(
+        "delete", "/api/jobs/{id}/data", "deleteJobData", "Delete a job's data",
+        "Deletes a final job's results and the bodies its items kept; the job, its items' URLs, statuses and errors, "
+        "and its audit log (which records who deleted it) stay. Page versions that other jobs' items used are kept. "
+        "Bodies nothing else names are deleted from Blob Storage by the retention timer within about an hour. "
+        "Idempotent: a repeat deletes nothing. 409 while the job runs. `TRAWL_RETENTION_DAYS` does the same for "
+        "every job that finished longer ago.", "results", SUBMIT,
+        {200: Success("What was deleted.", [Body("application/json", DeletedDataView)])},
+        (409, *JOB_PROBLEMS)),
+    Operation(
+        "get", "/api/jobs/{id}/items/{seq}/content", "getItemContent", "Get one body an item kept",
+        "The item's Markdown, text (both of the main content, unless the job set `main_content_only: false`) or HTML "
+        "(the fetched page decoded to UTF-8), as its job's `formats` asked. Bodies are stored once per content: the "
+        "`ETag` is the body's SHA-256, and `If-None-Match` with it answers 304. 404 when the item kept no such body.",
+        "results", READ,
+        {200: Success("The body.", [Body("text/markdown"), Body("text/plain"), Body("text/html")], ("ETag",)),
+         304: Success("Not modified: the body has the SHA-256 given in `If-None-Match`.", [], ("ETag",))},
+        (400, *JOB_PROBLEMS), query=ContentQuery,
+        headers=(Header("If-None-Match", "The `ETag` of a copy you hold.", {"type": "string"}),)),
+    Operation(
+        "get", "/api/pages", "listPages", "List your pages", "Every URL your jobs scraped with a body format is a page; "
+        "each distinct main content of it is a version (a page seen again unchanged only moves `last_seen_at`). "
+        "Pages by host, then URL, with their newest `versions` versions; `url=` finds one page.", "pages", READ,
+        {200: Success("One page of pages.", [Body("application/json", PagePage)])},
+        (400, 401, 403, 429, 503), query=PageListQuery),
+    Operation(
+        "get", "/api/pages/{id}", "getPage", "Get a page and its versions", "The page with its versions, newest "
+        "first, a page of them at a time: when each was first and last seen, the hash that tells them apart, the "
+        "bodies its item kept (hash, size, URL) and the job and item that first saw it.", "pages", READ,
+        {200: Success("The page.", [Body("application/json", PageHistoryView)])},
+        (400, *JOB_PROBLEMS), query=PageVersionsQuery),
+    Operation(
+        "get", "/api/pages/{id}/diff", "getPageDiff", "Diff two versions of a page",
+        "A unified diff (`difflib`) of the Markdown (or text) bodies of two versions of the page: by default its "
+        "latest version from the one before (the first version's diff is from `/dev/null`). Empty when the bodies "
+        "are equal. 404 for a version of another page or a body the version's job did not keep; 422 "
+        "`diff-too-large` when either body is over 2 MiB (read the bodies from their URLs instead).", "pages", READ,
+        {200: Success("The diff.", [Body("text/x-diff", description="A unified diff, UTF-8: `---`/`+++` lines name "
+                                                                   "the page's URL, each version and when it was "
+                                                                   "first seen.")])},
+        (400, 422, *JOB_PROBLEMS), query=DiffQuery),
+    Operation(
+        "get", "/api/search", "searchPages", "Search your pages", "Full-text search (PostgreSQL) over the latest "
+        "version of each of your pages: web search syntax (`\"a phrase\"`, `or`, `-word`), each page in its own "
+        "language's configuration (stemming and stop words; `simple` where PostgreSQL has none), ranked by cover "
+        "density (ts_rank_cd), with a snippet around the matches cut from the page's text or Markdown (its first "
+        "256 KiB). Filter by job, host or last change; page with `next_cursor`. 400 when the query has no word to "
+        "look for (only stop words or exclusions).", "pages", READ,
+        {200: Success("One page of hits, best first.", [Body("application/json", SearchPage)])},
+        (400, 401, 403, 429, 503), query=SearchQuery),
     Operation(
         "get", "/api/jobs/{id}/logs", "getJobLogs", "Get a job's audit log", "What happened to the job and who did "
         "it, oldest first.", "jobs", READ,

@@ -6,9 +6,10 @@ import azure.functions as func
 from api.callers import READ, authorize
 from api.http import SECURITY_HEADERS, handles_errors, json_response
 from api.params import job_id_of, parse_query
-from shared.composition import get_pool
-from shared.contract.schemas import ItemPage, ItemView, ResultsQuery
-from shared.services import exports, job_service
+from shared.composition import get_content_store, get_pool
+from shared.contract.schemas import INLINE_BODY_BYTES, INLINE_PAGE_BYTES, ItemPage, ItemView, ResultsQuery
+from shared.domain.content import ContentFormat
+from shared.services import exports, job_service, page_content
 
 bp = func.Blueprint()
 
@@ -25,7 +26,10 @@ def job_results(req: func.HttpRequest) -> func.HttpResponse:
     job_id = job_id_of(req)
     if query.format == "json":
         listing = job_service.list_results(get_pool(), job_id, scope, query)
-        return json_response(ItemPage(items=[ItemView.of(item) for item in listing.items],
+        kinds = [ContentFormat(kind) for kind in query.include or ()]
+        inline = page_content.inline_bodies(get_content_store(), listing.items, kinds, INLINE_BODY_BYTES,
+                                            INLINE_PAGE_BYTES) if kinds else {}
+        return json_response(ItemPage(items=[ItemView.of(item, inline.get(item.seq)) for item in listing.items],
                                       next_cursor=listing.next_cursor))
     chunks = exports.export_items(get_pool(), job_id, scope, query.status, query.format, bom=query.bom)
     body = exports.collect(chunks, MAX_EXPORT_BYTES, f"page through /api/jobs/{job_id}/results?format=json instead")

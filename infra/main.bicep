@@ -157,6 +157,7 @@ var apiGatewayUrl = 'https://${apiManagementName}.azure-api.net'
 var taskHubName = 'trawl'
 var itemQueueName = 'scrape-items'
 var rateLimitTableName = 'ratelimits'
+var contentContainerName = 'trawl-content'
 var databaseName = 'trawl'
 
 // PostgreSQL compute sizes: their tier and Microsoft's documented default "maximum user
@@ -248,9 +249,10 @@ var appSettings = {
   AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.outputs.clientId
-  // Trawl's own storage connection (item queue, rate-limit table), identity-based.
+  // Trawl's own storage connection (item queue, rate-limit table, page bodies), identity-based.
   TrawlStorage__queueServiceUri: storage.outputs.queueEndpoint
   TrawlStorage__tableServiceUri: storage.outputs.tableEndpoint
+  TrawlStorage__blobServiceUri: storage.outputs.blobEndpoint
   TrawlStorage__credential: 'managedidentity'
   TrawlStorage__clientId: identity.outputs.clientId
   AZURE_CLIENT_ID: identity.outputs.clientId
@@ -262,6 +264,8 @@ var appSettings = {
   TRAWL_TASK_HUB: taskHubName
   TRAWL_QUEUE_NAME: itemQueueName
   TRAWL_RECONCILE_SCHEDULE: '0 */1 * * * *'
+  TRAWL_RETENTION_SCHEDULE: '0 17 * * * *'
+  TRAWL_RETENTION_DAYS: '90'
   TRAWL_RECONCILE_GRACE_SECONDS: '60'
   TRAWL_DATABASE_AUTH: 'entra'
   TRAWL_DATABASE_HOST: postgres.outputs.fqdn
@@ -296,6 +300,7 @@ var appSettings = {
   TRAWL_AUTH_JWKS_URL: ''
   TRAWL_AUTH_JWKS_REFETCH_SECONDS: '300'
   TRAWL_RATE_TABLE: rateLimitTableName
+  TRAWL_CONTENT_CONTAINER: contentContainerName
   TRAWL_RATE_SUBMISSIONS_PER_MINUTE: '30'
   TRAWL_RATE_URLS_PER_DAY: '50000'
   TRAWL_RATE_RUNNING_JOBS: '10'
@@ -337,6 +342,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    contentContainerName: contentContainerName
     queueNames: [
       itemQueueName
       '${itemQueueName}-poison'

@@ -11,12 +11,13 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
+from shared.adapters.content_store import ContentStore
 from shared.adapters.db import ConnectionPool, DatabaseConfig, EntraDatabase, UrlDatabase, connect, migrate
 from shared.adapters.db.listen import JobChangeListener
 from shared.adapters.executors import Executors, executor_sizes
 from shared.adapters.identity import azure_credential
 from shared.adapters.item_queue import ItemQueue
-from shared.adapters.storage import queue_client, table_client
+from shared.adapters.storage import container_client, queue_client, table_client
 from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchLimits
 from shared.services.item_worker import WorkerConfig
@@ -56,6 +57,13 @@ def get_pool() -> ConnectionPool:
 def get_item_queue() -> ItemQueue:
     settings = get_settings()
     return ItemQueue(queue_client(settings, settings.queue_name))
+
+
+@lru_cache(maxsize=1)
+def get_content_store() -> ContentStore:
+    """The blob container of page bodies."""
+    settings = get_settings()
+    return ContentStore(container_client(settings, settings.content_container))
 
 
 @lru_cache(maxsize=1)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     storage_connection_string: str = Field("", validation_alias="TrawlStorage")
     storage_queue_service_uri: str = Field("", validation_alias="TrawlStorage__queueServiceUri")
     storage_table_service_uri: str = Field("", validation_alias="TrawlStorage__tableServiceUri")
+    storage_blob_service_uri: str = Field("", validation_alias="TrawlStorage__blobServiceUri")
+    # Page bodies (Markdown, text, HTML), content-addressed and compressed; PostgreSQL keeps their hashes.
+    content_container: str = Field("trawl-content", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     managed_identity_client_id: str = Field("", validation_alias="AZURE_CLIENT_ID")
     queue_name: str = "scrape-items"
 
@@ -64,6 +67,8 @@ class Settings(BaseSettings):
     retry_max_delay_seconds: int = Field(300, ge=1, le=86_400)
 
     api_threads: int = Field(8, ge=1, le=64)
+    # Days a finished job keeps its results and bodies (0: forever); the retention timer deletes them after.
+    retention_days: int = Field(90, ge=0, le=36_500)
     # Event-stream requests one caller may hold open at once on one instance (GET /api/jobs/{id}/events).
     streams_per_caller: int = Field(10, ge=1, le=1000)
 
@@ -154,6 +159,8 @@ class Settings(BaseSettings):
             raise ValueError("TRAWL_AUTH_AUDIENCES still holds a placeholder value")
         if not (self.storage_connection_string or self.storage_table_service_uri):
             raise ValueError("TrawlStorage (a connection string) or TrawlStorage__tableServiceUri is required")
+        if not (self.storage_connection_string or self.storage_blob_service_uri):
+            raise ValueError("TrawlStorage (a connection string) or TrawlStorage__blobServiceUri is required")
         return self
 
     def _reject_local_values(self) -> None:

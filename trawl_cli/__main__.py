@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from trawl_cli import __version__, jobs, logs, results
+from trawl_cli import __version__, jobs, logs, pages, results
 from trawl_cli.auth import CredentialOptions, resolve_token
 from trawl_cli.client import TrawlClient, one_line
 from trawl_cli.errors import EXIT_INTERRUPTED, CliError, UsageError
@@ -48,7 +48,7 @@ def build_parser() -> Parser:
                            "succeeded; 2 usage; 3 API or network error; 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"trawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (jobs, results, logs):
+    for module in (jobs, results, logs, pages):
         module.register(commands, common)
     return parser
 

@@ -221,11 +221,14 @@ class TrawlClient:
 
     # --- results and logs -----------------------------------------------------------------------------------
 
-    def iter_results(self, job_id: str, statuses: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
-        """Every item of a job (in these statuses, if any) in submission order, following `next_cursor`."""
+    def iter_results(self, job_id: str, statuses: Sequence[str] = (),
+                     include: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Every item of a job (in these statuses, if any) in submission order, following `next_cursor`; `include`
+        asks for these bodies inline (each cut at 256 KiB, up to 4 MiB a page: `content.<format>.truncated`)."""
         cursor: str | None = None
         while True:
-            params = {"format": "json", "limit": MAX_RESULTS_PAGE, "cursor": cursor, "status": list(statuses) or None}
+            params = {"format": "json", "limit": MAX_RESULTS_PAGE, "cursor": cursor, "status": list(statuses) or None,
+                      "include": list(include) or None}
             page = _json(self._request("GET", f"{_job_path(job_id)}/results", params=params))
             yield from _field(page, "items")
             cursor = _field(page, "next_cursor")
@@ -237,6 +240,28 @@ class TrawlClient:
         response = self._request("GET", f"{_job_path(job_id)}/results", params={"format": export_format},
                                  stream=True, timeout=EXPORT_TIMEOUT)
         return self._chunks(response)
+
+    def body(self, url: str) -> str:
+        """A body the API names by its relative URL (an item's `content.<format>.url`), as text."""
+        if not url.startswith("/api/"):
+            raise UnexpectedResponse(f"the API named a body at {one_line(url, 80)!r}, not under /api/")
+        return self._request("GET", url).content.decode("utf-8", errors="replace")
+
+    # --- pages and search -----------------------------------------------------------------------------------
+
+    def list_pages(self, filters: Mapping[str, Any], limit: int,
+                   cursor: str | None = None) -> tuple[list[Any], str | None]:
+        """One page of the caller's pages (`url`, `host`, `changed_since`, `versions` filters), by host then URL,
+        and the cursor of the next page (None on the last)."""
+        page = _json(self._request("GET", "/api/pages", params={**filters, "limit": limit, "cursor": cursor}))
+        return list(_field(page, "items")), _field(page, "next_cursor")
+
+    def search(self, q: str, filters: Mapping[str, Any], limit: int,
+               cursor: str | None = None) -> tuple[list[Any], str | None]:
+        """One page of hits of a full-text search (`host`, `job_id`, `changed_since` filters), best first, and the
+        cursor of the next page (None on the last)."""
+        page = _json(self._request("GET", "/api/search", params={"q": q, **filters, "limit": limit, "cursor": cursor}))
+        return list(_field(page, "items")), _field(page, "next_cursor")
 
     def logs_page(self, job_id: str, after: int) -> LogPage:
         """Audit log entries after event id `after`, oldest first."""

@@ -25,6 +25,9 @@ param skuName string = 'Standard_LRS'
 @description('Required. Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
+@description('Required. Blob container of the page bodies the app stores (TRAWL_CONTENT_CONTAINER).')
+param contentContainerName string
+
 @description('Required. Queues the app uses (the item queue and its poison queue).')
 param queueNames array
 
@@ -99,6 +102,14 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource contentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: contentContainerName
   properties: {
     publicAccess: 'None'
   }

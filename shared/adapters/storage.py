@@ -8,6 +8,7 @@ from typing import Any
 import requests
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
+from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -42,6 +43,15 @@ def queue_client(settings: Settings, queue_name: str, **options: Any) -> QueueCl
     if settings.storage_connection_string:
         return QueueClient.from_connection_string(settings.storage_connection_string, queue_name, **policies)
     return QueueClient(settings.storage_queue_service_uri, queue_name, credential=azure_credential(settings), **policies)
+
+
+def container_client(settings: Settings, container_name: str) -> ContainerClient:
+    """A client for one blob container, on the same account and transport as the queue."""
+    if settings.storage_connection_string:
+        return ContainerClient.from_connection_string(settings.storage_connection_string, container_name,
+                                                      transport=storage_transport())
+    return ContainerClient(settings.storage_blob_service_uri, container_name, credential=azure_credential(settings),
+                           transport=storage_transport())
 
 
 def table_client(settings: Settings, table_name: str) -> TableClient:

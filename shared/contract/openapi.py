@@ -43,6 +43,13 @@ HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait before asking again.", "schema": {"type": "integer"}},
     "WWW-Authenticate": {"description": "`Bearer`: how to authenticate.", "schema": {"type": "string"}},
     "Content-Disposition": {"description": "Names the download.", "schema": {"type": "string"}},
+    "ETag": {"description": "The body's SHA-256, quoted.", "schema": {"type": "string"}},
+}
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "id": {"name": "id", "in": "path", "required": True, "description": "The job's id.",
+           "schema": {"type": "string", "format": "uuid"}},
+    "seq": {"name": "seq", "in": "path", "required": True, "description": "The item's position in the job, from 0.",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999}},
 }
 _PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
 _NULL_TYPE = {"type": "null"}
@@ -312,9 +319,7 @@ def _operation(operation: Operation, query_schemas: dict[str, dict[str, Any]]) -
 
 
 def _parameters(operation: Operation, query_schemas: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "description": "The job's id.",
-         "schema": {"type": "string", "format": "uuid"}} for name in operation.path_params]
+    parameters: list[dict[str, Any]] = [_PATH_PARAMETERS[name] for name in operation.path_params]
     if operation.query is not None:
         parameters += _query_parameters(query_schemas[operation.query.__name__])
     parameters += [{"name": header.name, "in": "header", "required": False, "description": header.description,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,12 +16,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from shared.domain.content import BODY_FORMATS, DEFAULT_FORMATS, ContentFormat, PageChange
 from shared.domain.models import ItemStatus, Job, JobEvent, JobEventType, JobItem, JobStatus
 from shared.domain.pages import ScrapeResult
 from shared.domain.stream import ItemFilter
@@ -158,6 +160,26 @@ class JobOptions(BaseModel):
     deadline_seconds: int | None = Field(
         None, ge=10, description="Seconds from submission until the job ends `timed_out`; default and maximum from settings."
     )
+    formats: list[Annotated[ContentFormat, Strict(False)]] = Field(
+        default_factory=lambda: list(DEFAULT_FORMATS), min_length=1, max_length=len(ContentFormat),
+        description="What to keep of each page: `metadata` (title, description, headings, links, ... in the result), "
+                    "`markdown` and `text` (the main content), `html` (the fetched page, decoded to UTF-8), `links`. "
+                    "Bodies are stored apart and read with `GET /api/jobs/{id}/items/{seq}/content` or "
+                    "`include=` on the results.")
+    main_content_only: bool = Field(True, description="Markdown and text of the main content only (navigation, ads "
+                                                      "and footers dropped); false converts the whole body.")
+    max_age_seconds: int | None = Field(
+        None, ge=0, le=365 * 86_400,
+        description="Answer a URL from your page store, without fetching it, when your latest version of its page was "
+                    "seen at most this many seconds ago and kept every body `formats` asks for; such items say "
+                    "`cached: true`. Your scrapes only: one caller's pages never answer another's.")
+
+    @field_validator("formats")
+    @classmethod
+    def _distinct(cls, formats: list[ContentFormat]) -> list[ContentFormat]:
+        if len(set(formats)) != len(formats):
+            raise PydanticCustomError("formats_repeated", "each format may be named once")
+        return formats
 
 
 class SubmitJobRequest(BaseModel):
@@ -293,6 +315,24 @@ class ItemError(BaseModel):
     message: str | None
 
 
+# An inline body (`include=`) is cut at this many bytes (on a character boundary), and a page of results stops
+# inlining once its inline bodies pass INLINE_PAGE_BYTES: the rest are read one by one from their `url`.
+INLINE_BODY_BYTES = 256 * 1024
+INLINE_PAGE_BYTES = 4 * 1024 * 1024
+
+
+class BodyView(BaseModel):
+    """One body an item kept (Markdown, text or HTML): stored once per content, addressed by its hash."""
+
+    sha256: str = Field(description="SHA-256 of the body's UTF-8 bytes: equal bodies have equal hashes.")
+    bytes: int = Field(description="Size of the body in UTF-8 bytes.")
+    url: str = Field(description="`GET` it here (relative).")
+    content: str | None = Field(None, description="The body itself, when asked for with `include=` (json only), cut "
+                                                  "at 256 KiB; null when not asked or when the page had inlined 4 MiB "
+                                                  "already.")
+    truncated: bool = Field(False, description="`content` holds only the start of the body.")
+
+
 class ItemView(BaseModel):
     """One URL of a job and what scraping it produced."""
 
@@ -307,17 +347,32 @@ class ItemView(BaseModel):
     duration_ms: int | None = Field(description="How long the last attempt took, for failed items too.")
     error: ItemError | None
     result: ScrapeResult | None = Field(description="The extracted page, once the item succeeded.")
+    content: dict[str, BodyView] = Field(
+        default_factory=dict, description="The bodies the job's `formats` asked for, by format (`markdown`, `text`, "
+                                          "`html`), once the item succeeded.")
+    cached: bool = Field(False, description="Answered from the page store without fetching (`max_age_seconds`).")
+    change: PageChange | None = Field(None, description="How the page's main content compares with the latest "
+                                                        "version of it this caller had seen: `new` (first seen), "
+                                                        "`changed` or `unchanged`. Null without a body format.")
 
     @classmethod
-    def of(cls, item: JobItem) -> ItemView:
+    def of(cls, item: JobItem, inline: Mapping[ContentFormat, tuple[str, bool]] | None = None) -> ItemView:
         """The view of `item`; its stored page is validated against the scraper's own model. A succeeded
-        item shows no error (`JobItem.final_error`)."""
+        item shows no error (`JobItem.final_error`). `inline`: bodies read for `include=`, and whether cut."""
         code, message = item.final_error
         error = None if code is None and message is None else ItemError(code=code, message=message)
+        content: dict[str, BodyView] = {}
+        for kind in BODY_FORMATS:
+            body = item.body(kind)
+            if body is not None:
+                text, cut = (inline or {}).get(kind, (None, False))
+                content[kind.value] = BodyView(sha256=body.sha256, bytes=body.size, content=text, truncated=cut,
+                                         url=f"/api/jobs/{item.job_id}/items/{item.seq}/content?format={kind}")
         return cls(seq=item.seq, url=item.url, status=item.status, attempts=item.attempts,
                    http_status=item.http_status, final_url=item.final_url, started_at=item.started_at,
                    finished_at=item.finished_at, duration_ms=item.duration_ms, error=error,
-                   result=None if item.result is None else ScrapeResult.model_validate(item.result))
+                   result=None if item.result is None else ScrapeResult.model_validate(item.result),
+                   content=content, change=item.change, cached=item.cached)
 
 
 class ItemPage(BaseModel):
@@ -432,6 +487,9 @@ class ResultsQuery(BaseModel):
                                                        "its items pass about 4 MiB, with `next_cursor` set.")
     bom: bool = Field(False, description="csv only: begin with a UTF-8 byte-order mark, so that Excel reads "
                                          "accented text as UTF-8.")
+    include: list[Literal["markdown", "text", "html"]] | None = Field(
+        None, description="json only: put these bodies inline (`content.<format>.content`), each cut at 256 KiB, up "
+                          "to 4 MiB of them per page; the rest are read from each body's `url`.")
 
     @field_validator("bom")
     @classmethod
@@ -439,6 +497,13 @@ class ResultsQuery(BaseModel):
         if bom and info.data.get("format", "json") != "csv":
             raise ValueError("bom applies to format=csv only")
         return bom
+
+    @field_validator("include")
+    @classmethod
+    def _include_json_only(cls, include: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if include and info.data.get("format", "json") != "json":
+            raise ValueError("include applies to format=json only: an export names each body's url")
+        return include
 
     @field_validator("cursor", "limit")
     @classmethod
@@ -499,6 +564,23 @@ class StreamItem(BaseModel):
     error_code: str | None = Field(description="Why it failed or was skipped (the results' `error.code`).")
     http_status: int | None
     duration_ms: int | None
+
+
+class DeletedDataView(BaseModel):
+    """`DELETE /api/jobs/{id}/data`: what went (0s when it had gone already)."""
+
+    items: int = Field(description="Items whose result and bodies were deleted.")
+    versions: int = Field(description="Page versions that no other job's item used, deleted.")
+    bodies: int = Field(description="Bodies named by nothing else any more, whose blobs the retention timer "
+                                    "deletes within about an hour.")
+
+
+class ContentQuery(BaseModel):
+    """Query of `GET /api/jobs/{id}/items/{seq}/content`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["markdown", "text", "html"] = Field("markdown", description="Which body of the item.")
 
 
 class EventsQuery(BaseModel):

@@ -11,6 +11,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.domain.content import METADATA_ONLY, ContentFormat, ContentRequest, PageChange, StoredBody
+
 
 class JobStatus(StrEnum):
     """Where a job is in `pending -> running -> final`; pending may also go straight to
@@ -76,6 +78,8 @@ class JobEventType(StrEnum):
     timed_out         job finalised at its deadline (data: skipped)
     finished          job completed (data: status and counters)
     failed            job-level failure (reason; data: skipped)
+    data_deleted      the job's results and bodies were deleted (actor: the caller or `retention`; data: items,
+                      versions, bodies)
     """
 
     SUBMITTED = "submitted"
@@ -88,6 +92,7 @@ class JobEventType(StrEnum):
     TIMED_OUT = "timed_out"
     FINISHED = "finished"
     FAILED = "failed"
+    DATA_DELETED = "data_deleted"
 
 
 class Owner(BaseModel):
@@ -156,6 +161,21 @@ class JobItem(BaseModel):
     finished_at: datetime | None
     duration_ms: int | None
     result: dict[str, Any] | None
+    markdown_sha256: str | None = None
+    markdown_bytes: int | None = None
+    text_sha256: str | None = None
+    text_bytes: int | None = None
+    html_sha256: str | None = None
+    html_bytes: int | None = None
+    page_id: UUID | None = None
+    page_version_id: int | None = None
+    change: PageChange | None = None
+    cached: bool = False
+
+    def body(self, kind: ContentFormat) -> StoredBody | None:
+        """Where the item's `kind` body is stored, if it kept one."""
+        sha256, size = getattr(self, f"{kind}_sha256", None), getattr(self, f"{kind}_bytes", None)
+        return None if sha256 is None or size is None else StoredBody(sha256, size)
 
     @property
     def final_error(self) -> tuple[str | None, str | None]:
@@ -225,6 +245,8 @@ class WorkItem:
     last_error_code: str | None
     last_error_message: str | None
     http_status: int | None
+    owner: Owner
+    content: ContentRequest = METADATA_ONLY
 
     @property
     def follow_up_sent(self) -> bool:

@@ -92,3 +92,23 @@ class ScrapeResult(PageData):
     charset: str
     redirects: int
     elapsed_ms: int
+
+
+# A page's main content, as Markdown and as plain text, is capped separately from the rest of the result. 100,000
+# characters is some 15,000 words of prose, its links included: the longest article of the ScrapingHub
+# article-extraction benchmark is 53,372 characters of text (bench/README.md, "Page content: extractor choice").
+MAX_MARKDOWN_CHARS = 100_000
+MAX_CONTENT_TEXT_CHARS = 100_000
+
+
+class PageContent(BaseModel):
+    """A page's content as Markdown (headings, lists, links, tables, code) and as plain text, each capped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    markdown: str
+    text: str
+    truncated: bool = Field(False, description="True when content was left out: the page was larger than the "
+                                               "content extractor reads, or the Markdown (text) was longer than "
+                                               f"{MAX_MARKDOWN_CHARS:,} ({MAX_CONTENT_TEXT_CHARS:,}) characters "
+                                               "and was cut at a paragraph, line or word boundary.")

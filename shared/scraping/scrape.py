@@ -1,21 +1,66 @@
-"""One URL in, one storable result out: what the queue worker calls per item."""
+"""One URL in, one storable result out (and the page's bodies, when the job asked for them): what the queue
+worker calls per item."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic_core import to_json
 
+from shared.domain.content import (
+    MAX_SEARCH_CHARS,
+    METADATA_ONLY,
+    ContentFormat,
+    ContentRequest,
+    PageBodies,
+    text_digest,
+)
 from shared.domain.pages import MAX_RESULT_BYTES, Headings, ScrapeResult, Truncation
+from shared.scraping.content import extract_content
 from shared.scraping.extract import HEADING_TAGS, extract
-from shared.scraping.fetch import FetchLimits, Resolver, fetch
+from shared.scraping.fetch import FetchedPage, FetchLimits, Resolver, fetch
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ScrapedPage:
+    """A scraped page: its bounded result, and its bodies when the job asked for some."""
+
+    result: ScrapeResult
+    bodies: PageBodies | None = None
+
+
+def scrape_page(url: str, limits: FetchLimits, request: ContentRequest = METADATA_ONLY, *,
+                resolver: Resolver | None = None) -> ScrapedPage:
+    """Fetch ``url`` within ``limits``; its result, and the bodies ``request`` asks for (Markdown and text of the
+    main content, the decoded HTML). Raises FetchError on failure."""
+    page = fetch(url, limits, resolver=resolver)
+    result = _result(page, limits)
+    if not request.keeps_links:
+        result = result.model_copy(update={"links": []})
+    return ScrapedPage(result, _bodies(page, request) if request.bodies else None)
 
 
 def scrape(url: str, limits: FetchLimits, *, resolver: Resolver | None = None) -> ScrapeResult:
     """Fetch ``url`` within ``limits`` and extract its data, at most MAX_RESULT_BYTES of JSON; raises
     FetchError on failure."""
-    page = fetch(url, limits, resolver=resolver)
+    return _result(fetch(url, limits, resolver=resolver), limits)
+
+
+def _bodies(page: FetchedPage, request: ContentRequest) -> PageBodies:
+    content = extract_content(page.text, page.final_url, main_content_only=request.main_content_only)
+    wants = request.formats
+    return PageBodies(
+        markdown=content.markdown if ContentFormat.MARKDOWN in wants else None,
+        text=content.text if ContentFormat.TEXT in wants else None,
+        html=page.text if ContentFormat.HTML in wants else None,
+        main_text_digest=text_digest(content.text),
+        search_text=content.text[:MAX_SEARCH_CHARS],
+    )
+
+
+def _result(page: FetchedPage, limits: FetchLimits) -> ScrapeResult:
     data = extract(page, max_url_chars=limits.max_url_length)
     result = ScrapeResult(
         **data.model_dump(),

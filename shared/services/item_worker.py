@@ -14,6 +14,7 @@ autocommit read and one write transaction.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -21,28 +22,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from opentelemetry.trace import SpanKind
 
 from shared.adapters.db import ConnectionPool, in_one_statement, in_transaction, read
 from shared.adapters.telemetry import FETCH_DURATION, ITEMS_PROCESSED, POISONED, span, url_host
-from shared.domain.errors import DatabaseUnavailable
+from shared.contract.schemas import normalised_url
+from shared.domain.content import MEDIA_TYPES, NOTHING_KEPT, ContentRequest, KeptContent, StoredBody, search_config
+from shared.domain.errors import DatabaseUnavailable, StorageUnavailable
 from shared.domain.messages import ItemMessage
 from shared.domain.models import SYSTEM_ACTOR, ItemError, ItemOutcome, JobStatus, ResultNotStorableError, WorkItem
-from shared.domain.pages import ScrapeResult
 from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchError, FetchLimits
-from shared.scraping.scrape import scrape
+from shared.scraping.scrape import ScrapedPage, scrape_page
 
 log = logging.getLogger(f"trawl.{__name__}")
 
-Scraper = Callable[[str, FetchLimits], ScrapeResult]
+Scraper = Callable[[str, FetchLimits, ContentRequest], ScrapedPage]
 
 # Put back while PostgreSQL is unreachable: 5 s doubling to 30 s, for about an hour; after that
 # the delivery raises and the queue's own retries and poison queue take over.
 OUTAGE_FIRST_DELAY_S = 5
 OUTAGE_MAX_DELAY_S = 30
 OUTAGE_MAX_REDELIVERIES = 128
+
+
+class BodyStore(Protocol):
+    """Where a worker keeps page bodies (shared.adapters.content_store)."""
+
+    def put(self, body: bytes, media_type: str) -> StoredBody:
+        """Store `body` once per content; its address either way."""
 
 
 class ItemSender(Protocol):
@@ -73,7 +83,7 @@ class WorkResult:
 
 
 def process_item(pool: ConnectionPool, sender: ItemSender, message: ItemMessage, config: WorkerConfig,
-                 scraper: Scraper = scrape) -> WorkResult:
+                 scraper: Scraper = scrape_page, bodies: BodyStore | None = None) -> WorkResult:
     """Scrape one item and record the outcome, or schedule its retry. Raises only for what the
     queue must retry: an outage that outlasted OUTAGE_MAX_REDELIVERIES, or an unexpected error.
 
@@ -81,8 +91,8 @@ def process_item(pool: ConnectionPool, sender: ItemSender, message: ItemMessage,
     attributes: dict[str, str | int] = {"trawl.job.id": str(message.job_id), "trawl.item.seq": message.seq}
     with span("scrape item", traceparent=message.traceparent, kind=SpanKind.CONSUMER, attributes=attributes) as current:
         try:
-            result = _Delivery(pool, sender, message, config, scraper).run()
-        except DatabaseUnavailable:
+            result = _Delivery(pool, sender, message, config, scraper, bodies).run()
+        except (DatabaseUnavailable, StorageUnavailable):
             result = _put_back_for_outage(sender, message)
         current.set_attribute("trawl.outcome", result.action)
         ITEMS_PROCESSED.add(1, {"outcome": result.action})
@@ -112,8 +122,9 @@ class _Delivery:
     """One delivery of one message: read the item, decide, fetch, record."""
 
     def __init__(self, pool: ConnectionPool, sender: ItemSender, message: ItemMessage, config: WorkerConfig,
-                 scraper: Scraper) -> None:
+                 scraper: Scraper, bodies: BodyStore | None) -> None:
         self.pool, self.sender, self.message, self.config, self.scraper = pool, sender, message, config, scraper
+        self.bodies = bodies
         self.job_id, self.seq = message.job_id, message.seq
 
     def run(self) -> WorkResult:
@@ -146,8 +157,15 @@ class _Delivery:
         return WorkResult("retry_resent")
 
     def _attempt(self, work: WorkItem) -> WorkResult:
+        if work.content.max_age_s is not None:
+            max_age_s = work.content.max_age_s
+            cached = read(self.pool, lambda tx: tx.jobs.fresh_version(
+                work.owner, normalised_url(work.url), max_age_s, work.content.bodies))
+            if cached is not None:
+                return WorkResult.of("cached", in_one_statement(self.pool, lambda tx: tx.jobs.complete_item(
+                    self.job_id, self.seq, cached.result, cached.http_status, cached.final_url, 0, cached.kept)))
         try:
-            result = _fetch(self.scraper, work.url, self.config.limits)
+            scraped = _fetch(self.scraper, work.url, self.config.limits, work.content)
         except FetchError as error:
             return self._failed_attempt(work, error)
         except Exception as exc:  # a page case nobody foresaw: the same page would raise it again on every retry
@@ -155,18 +173,37 @@ class _Delivery:
                           extra=self.message.log_context())
             return self._fail(ItemError("internal_error", f"unexpected {type(exc).__name__} while scraping"),
                               counts=True)
-        return self._record(result)
+        return self._record(scraped, work)
 
-    def _record(self, result: ScrapeResult) -> WorkResult:
+    def _record(self, scraped: ScrapedPage, work: WorkItem) -> WorkResult:
+        result = scraped.result
+        kept = self._keep(scraped, work)
         try:
             outcome = in_one_statement(self.pool, lambda tx: tx.jobs.complete_item(
                 self.job_id, self.seq, result.model_dump(mode="json"), result.status, result.final_url,
-                result.elapsed_ms))
+                result.elapsed_ms, kept))
         except ResultNotStorableError as refused:
             log.error("job %s item %s: %s", self.job_id, self.seq, refused, extra=self.message.log_context())
             return self._fail(ItemError("result_not_storable", str(refused), result.status, result.final_url,
                                         result.elapsed_ms), counts=True)
         return WorkResult.of("succeeded", outcome)
+
+    def _keep(self, scraped: ScrapedPage, work: WorkItem) -> KeptContent:
+        """Store the page's bodies (idempotent: content-addressed), then record its version. A delivery that
+        dies in between leaves only blobs no row names yet; its redelivery stores the same ones."""
+        if scraped.bodies is None or self.bodies is None:
+            return NOTHING_KEPT
+        page = scraped.bodies
+        encoded = {kind: body.encode() for kind in work.content.bodies if (body := page.of(kind)) is not None}
+        digests = [hashlib.sha256(body).hexdigest() for body in encoded.values()]
+        # Before storing: a body of a deleted job's data may be due for deletion (shared.services.retention).
+        in_one_statement(self.pool, lambda tx: tx.jobs.forget_garbage(digests))
+        stored = {kind: self.bodies.put(body, MEDIA_TYPES[kind]) for kind, body in encoded.items()}
+        url = normalised_url(work.url)
+        config = search_config(scraped.result.lang)
+        return in_transaction(self.pool, lambda tx: tx.jobs.record_page_version(
+            work.owner, url, urlsplit(url).hostname or "", page.main_text_digest, stored, self.job_id, self.seq,
+            page.search_text, config))
 
     def _failed_attempt(self, work: WorkItem, error: FetchError) -> WorkResult:
         item_error = ItemError(error.code, error.message, error.http_status, error.final_url, error.elapsed_ms)
@@ -215,12 +252,12 @@ def _put_back_for_outage(sender: ItemSender, message: ItemMessage) -> WorkResult
     return WorkResult("delayed_by_outage")
 
 
-def _fetch(scraper: Scraper, url: str, limits: FetchLimits) -> ScrapeResult:
+def _fetch(scraper: Scraper, url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
     """Fetch and parse in a client span that names the host only (paths and queries may hold secrets)."""
     started = time.monotonic()
     with span("fetch", kind=SpanKind.CLIENT, attributes={"url.host": url_host(url)}) as current:
         try:
-            result = scraper(url, limits)
+            scraped = scraper(url, limits, request)
         except FetchError as error:
             current.set_attribute("trawl.error.code", error.code)
             if error.http_status is not None:
@@ -228,8 +265,8 @@ def _fetch(scraper: Scraper, url: str, limits: FetchLimits) -> ScrapeResult:
             raise
         finally:
             FETCH_DURATION.record((time.monotonic() - started) * 1000)
-        current.set_attribute("http.response.status_code", result.status)
-        return result
+        current.set_attribute("http.response.status_code", scraped.result.status)
+        return scraped
 
 
 def _skip_reason(work: WorkItem) -> ItemError | None:

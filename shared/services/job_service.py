@@ -122,7 +122,12 @@ def submit_job(pool: ConnectionPool, owner: Owner, plan: SubmissionPlan, setting
     """Create the job and its items (pending) in one transaction; the caller starts its orchestration."""
     deadline_seconds = plan.request.options.deadline_seconds or settings.default_deadline_seconds
     deadline_at = datetime.now(UTC) + timedelta(seconds=deadline_seconds)
-    options: dict[str, Any] = {"deadline_seconds": deadline_seconds}
+    requested = plan.request.options
+    options: dict[str, Any] = {"deadline_seconds": deadline_seconds,
+                               "formats": [str(kind) for kind in requested.formats],
+                               "main_content_only": requested.main_content_only}
+    if requested.max_age_seconds is not None:
+        options["max_age_seconds"] = requested.max_age_seconds
     if plan.merged_duplicates:
         options[MERGED_DUPLICATES] = plan.merged_duplicates
     with _key_conflicts_as_problems(), uow(pool) as tx:
@@ -154,6 +159,10 @@ def plan_retry(pool: ConnectionPool, job_id: UUID, owner: Owner | None, request:
     return RetryPlan(parent, urls, request)
 
 
+# The job options a worker reads (shared.domain.content.ContentRequest).
+CONTENT_OPTIONS = ("formats", "main_content_only", "max_age_seconds")
+
+
 def create_retry(pool: ConnectionPool, plan: RetryPlan, settings: Settings,
                  idempotency_key: str | None = None) -> JobSubmission:
     """The new job, linked to its parent and owned by the parent's owner; the caller starts its orchestration.
@@ -164,7 +173,10 @@ def create_retry(pool: ConnectionPool, plan: RetryPlan, settings: Settings,
         deadline_seconds = min(int(parent.options.get("deadline_seconds", settings.default_deadline_seconds)),
                                settings.max_deadline_seconds)
         deadline_at = datetime.now(UTC) + timedelta(seconds=deadline_seconds)
-        submission = tx.jobs.create_job(parent.owner, urls, {"deadline_seconds": deadline_seconds}, deadline_at,
+        # A retry keeps what its parent asked of each page.
+        options = {"deadline_seconds": deadline_seconds,
+                   **{name: parent.options[name] for name in CONTENT_OPTIONS if name in parent.options}}
+        submission = tx.jobs.create_job(parent.owner, urls, options, deadline_at,
                                         idempotency_key=idempotency_key,
                                         request_hash=fingerprint if idempotency_key else None,
                                         parent_job_id=parent.id)

@@ -87,6 +87,7 @@ def app_env(db_url: str, site: TestSite, queue: str, **overrides: str) -> dict[s
         "TRAWL_PROGRESS_TICK_SECONDS": "1",
         "TRAWL_ENQUEUE_BATCH_SIZE": "20",
         "TRAWL_RECONCILE_SCHEDULE": "*/2 * * * * *",
+        "TRAWL_RETENTION_SCHEDULE": "0 17 * * * *",
         "TRAWL_RECONCILE_GRACE_SECONDS": "3",
         "TRAWL_FETCH_ALLOWED_NETWORKS": "127.0.0.0/8",
         "TRAWL_FETCH_ALLOWED_PORTS": f"80,443,{site.port}",

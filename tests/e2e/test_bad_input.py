@@ -112,7 +112,8 @@ def test_skipped_urls_are_listed_and_duplicates_fetched_once(trawl: Trawl, site:
 
     job = trawl.wait_final(body["id"])
     assert (job["status"], job["progress"]["total"], job["merged_duplicates"]) == ("succeeded", 2, 2)
-    assert (job["refused_urls"], job["options"]) == ([], {"deadline_seconds": 3600})
+    assert (job["refused_urls"], job["options"]) == (
+        [], {"deadline_seconds": 3600, "formats": ["metadata", "markdown"], "main_content_only": True})
     assert [row["url"] for row in trawl.rows("SELECT url FROM job_items WHERE job_id = %s ORDER BY seq", job["id"])] \
         == [page, site.url("/page/42")]
     assert site.hits["/page/41"] == 1

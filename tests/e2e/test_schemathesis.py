@@ -35,7 +35,9 @@ EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15}
 CASES = [(op, mode) for op in OPERATIONS for mode in EXAMPLES
          if mode is GenerationMode.POSITIVE or op.query or op.body or op.path_params or op.headers]
 MIN_REQUESTS = 250
-MAX_SECONDS = 60
+# A budget for the suite, not a performance claim: about 5 s per operation (20 operations, with those that read
+# page bodies and search).
+MAX_SECONDS = 100
 
 
 @dataclass
@@ -99,7 +101,7 @@ def test_generated_requests_get_documented_responses(
     RUN.cases.add(f"{method} {path} {mode.value}")
 
 
-def test_the_run_sent_a_few_hundred_requests_within_a_minute() -> None:
+def test_the_run_sent_a_few_hundred_requests_within_its_budget() -> None:
     if len(RUN.cases) < len(CASES):
         pytest.skip("judges the whole run: run every generated test of this module first")
     elapsed = time.monotonic() - RUN.started

@@ -43,6 +43,7 @@ FORBIDDEN_ON_FLEX = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", 
 DEPLOYED_VALUES = {
     "TrawlStorage__queueServiceUri": "https://sttrawlabc.queue.core.windows.net/",
     "TrawlStorage__tableServiceUri": "https://sttrawlabc.table.core.windows.net/",
+    "TrawlStorage__blobServiceUri": "https://sttrawlabc.blob.core.windows.net/",
     "AZURE_CLIENT_ID": "0b9c9d52-39c5-4a3c-9e0a-5d8f64f9b1a7",
     "TRAWL_PUBLIC_BASE_URL": "https://apim-trawl-abc.azure-api.net",
     "TRAWL_DATABASE_HOST": "psql-trawl-abc.postgres.database.azure.com",

@@ -36,12 +36,22 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from api.http import handles_errors, json_response
 from shared.adapters.db.connection import ConnectionPool, UrlDatabase
 from shared.adapters.telemetry import JOBS_SUBMITTED, record_queue_latency
+from shared.domain.content import METADATA_ONLY
 from shared.domain.errors import DatabaseUnavailable, NotFound
 from shared.domain.messages import ItemMessage
-from shared.domain.models import FinaliseOutcome, ItemOutcome, ItemStatus, Job, JobOutcome, JobStatus, WorkItem
+from shared.domain.models import (
+    FinaliseOutcome,
+    ItemOutcome,
+    ItemStatus,
+    Job,
+    JobOutcome,
+    JobStatus,
+    Owner,
+    WorkItem,
+)
 from shared.domain.retry_policy import RetryPolicy
 from shared.scraping.fetch import FetchError, FetchLimits
-from shared.scraping.scrape import scrape
+from shared.scraping.scrape import scrape_page
 from shared.services import item_worker, orchestration_steps
 from tests.conftest import memory_span_exporter
 from tests.infra.conftest import INFRA, Template, body, expr
@@ -213,13 +223,14 @@ def _record_app_telemetry() -> None:
     assert item_worker.process_item(unreachable, sender, message, config).action == "delayed_by_outage"
     assert [sent.seq for sent, _ in sender.sent] == [message.seq], "the outage put the item back"
     with pytest.raises(FetchError):
-        item_worker._fetch(scrape, "http://127.0.0.1:1/private?token=secret", FetchLimits())
+        item_worker._fetch(scrape_page, "http://127.0.0.1:1/private?token=secret", FetchLimits(), METADATA_ONLY)
     record_queue_latency(datetime.now(UTC) - timedelta(seconds=3))
     JOBS_SUBMITTED.add(1)  # its one call site (api/jobs.py) adds no attributes
     work = WorkItem(job_status=JobStatus.RUNNING, cancel_requested=False,
                     deadline_at=datetime.now(UTC) + timedelta(hours=1), url="https://example.com/",
                     status=ItemStatus.PENDING, attempts=5, queued_attempt=5, next_attempt_at=None,
-                    last_error_code="timeout", last_error_message="read timed out", http_status=None)
+                    last_error_code="timeout", last_error_message="read timed out", http_status=None,
+                    owner=Owner(tenant_id="t", object_id="o"))
     finished = FinaliseOutcome(changed=True, job=Job.model_construct(id=message.job_id,
                                                                      status=JobStatus.COMPLETED_WITH_ERRORS))
     with pytest.MonkeyPatch.context() as patch:

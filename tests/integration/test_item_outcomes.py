@@ -13,13 +13,13 @@ from shared.adapters.db.connection import ConnectionPool
 from shared.adapters.db.queries import JobQueries
 from shared.adapters.db.unit_of_work import in_transaction
 from shared.contract.schemas import ItemView
+from shared.domain.content import ContentRequest
 from shared.domain.messages import ItemMessage
 from shared.domain.models import SYSTEM_ACTOR, Job, JobOutcome
-from shared.domain.pages import ScrapeResult
 from shared.scraping.fetch import FetchLimits
-from shared.scraping.scrape import scrape
+from shared.scraping.scrape import ScrapedPage, scrape, scrape_page
 from shared.services.exports import CSV_COLUMNS, csv_row
-from shared.services.item_worker import WorkerConfig, process_item
+from shared.services.item_worker import Scraper, WorkerConfig, process_item
 from tests.e2e.site import TestSite
 from tests.integration.workers import RecordingSender, item
 
@@ -40,7 +40,7 @@ ExecuteSql = Callable[..., None]
 
 
 def deliver(pool: ConnectionPool, job: Job, config: WorkerConfig, sender: RecordingSender,
-            scraper: Callable[[str, FetchLimits], ScrapeResult] = scrape) -> str:
+            scraper: Scraper = scrape_page) -> str:
     message = sender.sent[-1][0] if sender.sent else ItemMessage(job_id=job.id, seq=0)
     return process_item(pool, sender, message, config, scraper).action
 
@@ -71,8 +71,8 @@ def test_a_result_the_database_refuses_fails_the_item_at_once_with_what_was_fetc
     job = job_of("/page/1")
     sender = RecordingSender()
 
-    def nul_in_title(url: str, limits: FetchLimits) -> ScrapeResult:  # JSONB refuses \u0000
-        return scrape(url, limits).model_copy(update={"title": "a\x00b"})
+    def nul_in_title(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:  # JSONB refuses \u0000
+        return ScrapedPage(scrape(url, limits).model_copy(update={"title": "a\x00b"}))
 
     assert deliver(pool, job, config, sender, nul_in_title) == "failed"
 
@@ -89,8 +89,8 @@ def test_a_result_that_is_not_unicode_fails_the_item_at_once(
 ) -> None:
     job = job_of("/page/4")
 
-    def lone_surrogate(url: str, limits: FetchLimits) -> ScrapeResult:
-        return scrape(url, limits).model_copy(update={"title": "a\ud800b"})
+    def lone_surrogate(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
+        return ScrapedPage(scrape(url, limits).model_copy(update={"title": "a\ud800b"}))
 
     assert deliver(pool, job, config, RecordingSender(), lone_surrogate) == "failed"
     row = item(fetch_rows, job)
@@ -109,7 +109,7 @@ def test_an_unexpected_exception_fails_the_item_with_its_type_and_logs_the_trace
     job = job_of("/page/2")
     sender = RecordingSender()
 
-    def broken(url: str, limits: FetchLimits) -> ScrapeResult:
+    def broken(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"in {url}?token=SECRET")
 
     with caplog.at_level(logging.ERROR, logger="shared.services.item_worker"):

@@ -14,12 +14,14 @@ import pytest
 from psycopg2.extras import register_uuid
 
 from shared.adapters.db.connection import APPLICATION_NAME, Connection, ConnectionPool, UrlDatabase
+from shared.domain.content import ContentRequest
 from shared.domain.errors import DatabaseUnavailable
 from shared.domain.messages import ItemMessage
 from shared.domain.models import SYSTEM_ACTOR, Job
 from shared.domain.pages import ScrapeResult
 from shared.scraping.extract import extract
 from shared.scraping.fetch import FetchedPage, FetchError, FetchErrorCode, FetchLimits
+from shared.scraping.scrape import ScrapedPage
 from shared.services.item_worker import (
     OUTAGE_MAX_REDELIVERIES,
     Scraper,
@@ -207,17 +209,17 @@ class ScriptedScraper:
         self.outcomes = list(outcomes)
         self.urls: list[str] = []
 
-    def __call__(self, url: str, limits: FetchLimits) -> ScrapeResult:
+    def __call__(self, url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
         self.urls.append(url)
         outcome = self.outcomes.pop(0)
         if outcome is not None:
             raise outcome
-        return page_result(url)
+        return ScrapedPage(page_result(url))
 
 
-def unstorable(url: str, limits: FetchLimits) -> ScrapeResult:
+def unstorable(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
     """A page whose title holds NUL, which JSONB refuses."""
-    return page_result(url).model_copy(update={"title": "a\x00b"})
+    return ScrapedPage(page_result(url).model_copy(update={"title": "a\x00b"}))
 
 
 def events(fetch_rows: FetchRows, job: Job) -> list[tuple[str, str, str | None, Any]]:
@@ -375,7 +377,7 @@ def test_of_two_deliveries_failing_the_same_attempt_only_the_first_to_record_it_
     sender = RecordingSender()
     overtaking: list[WorkResult] = []
 
-    def overtaken(url: str, limits: FetchLimits) -> ScrapeResult:
+    def overtaken(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
         # While this delivery fetches, a duplicate of its message is delivered, fails and records the attempt first.
         duplicate = ScriptedScraper(fetch_error("timeout", "read timed out", retryable=True))
         overtaking.append(process_item(pool, sender, message, config, duplicate))
@@ -425,9 +427,9 @@ def test_a_database_lost_during_the_fetch_puts_the_message_back_without_spending
     job = job_of("/page/1")
     sender = RecordingSender()
 
-    def outage_while_fetching(url: str, limits: FetchLimits) -> ScrapeResult:
+    def outage_while_fetching(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
         end_pool_sessions(execute_sql)
-        return page_result(url)
+        return ScrapedPage(page_result(url))
 
     lost = process_item(pool, sender, ItemMessage(job_id=job.id, seq=0, traceparent=TRACEPARENT), config,
                         outage_while_fetching)
@@ -453,7 +455,7 @@ def test_outage_put_backs_double_their_delay_up_to_a_cap_and_raise_past_their_li
     sender = RecordingSender()
     message = ItemMessage(job_id=job.id, seq=0, attempt=0, outage_redeliveries=redeliveries)
 
-    def outage_while_fetching(url: str, limits: FetchLimits) -> ScrapeResult:
+    def outage_while_fetching(url: str, limits: FetchLimits, request: ContentRequest) -> ScrapedPage:
         end_pool_sessions(execute_sql)
         raise fetch_error("timeout", "read timed out", retryable=True)
 
@@ -478,11 +480,12 @@ def test_exactly_one_of_the_workers_racing_on_a_jobs_last_items_sees_it_finished
         execute_sql("UPDATE jobs SET status = 'running' WHERE id = %s", (job.id,))
         all_fetched = threading.Barrier(size, timeout=60)
 
-        def scraper(url: str, limits: FetchLimits, all_fetched: threading.Barrier = all_fetched) -> ScrapeResult:
+        def scraper(url: str, limits: FetchLimits, request: ContentRequest,
+                    all_fetched: threading.Barrier = all_fetched) -> ScrapedPage:
             all_fetched.wait()  # every worker has read its item and fetched before any records an outcome
             if int(url.rsplit("/", 1)[1]) % 2:
                 raise fetch_error("http_error", "HTTP 410", http_status=410)
-            return page_result(url)
+            return ScrapedPage(page_result(url))
 
         def deliver(seq: int, job: Job = job, scraper: Scraper = scraper) -> WorkResult:
             return process_item(pool, RecordingSender(), ItemMessage(job_id=job.id, seq=seq), config, scraper)

@@ -41,6 +41,9 @@ pytestmark = pytest.mark.integration
 FetchRows = Callable[..., list[dict[str, Any]]]
 OWNER = ANONYMOUS_OWNER
 
+# What a job keeps of each page when the submission does not say (shared.domain.content.DEFAULT_FORMATS).
+DEFAULT_CONTENT = {"formats": ["metadata", "markdown"], "main_content_only": True}
+
 
 @pytest.fixture
 def settings(db_url: str, site: TestSite) -> Settings:
@@ -149,7 +152,7 @@ def test_a_submission_creates_the_pending_job_its_items_in_order_and_its_event(
 
     job = submission.job
     assert (submission.replayed, job.status, job.total, job.owner) == (False, JobStatus.PENDING, 2, OWNER)
-    assert job.options == {"deadline_seconds": 120, "merged_duplicates": 1}
+    assert job.options == {"deadline_seconds": 120, "merged_duplicates": 1, **DEFAULT_CONTENT}
     assert before + timedelta(seconds=120) <= job.deadline_at <= datetime.now(UTC) + timedelta(seconds=120)
     items = fetch_rows("SELECT seq, url, status, attempts FROM job_items WHERE job_id = %s ORDER BY seq", (job.id,))
     assert items == [{"seq": 0, "url": "https://a.example/x", "status": "pending", "attempts": 0},
@@ -161,7 +164,7 @@ def test_a_submission_creates_the_pending_job_its_items_in_order_and_its_event(
 def test_a_submission_without_a_deadline_gets_the_default(pool: ConnectionPool, settings: Settings) -> None:
     job = submit_urls(pool, settings, 1)
 
-    assert job.options == {"deadline_seconds": 600}
+    assert job.options == {"deadline_seconds": 600, **DEFAULT_CONTENT}
     assert timedelta(seconds=599) < job.deadline_at - job.created_at < timedelta(seconds=601)
 
 
@@ -481,7 +484,7 @@ def test_a_retry_resubmits_the_failed_items_as_a_child_job_of_the_same_owner(
     assert parent.status is JobStatus.COMPLETED_WITH_ERRORS
     assert (plan.parent.id, plan.urls) == (parent.id, [urls(4)[1], urls(4)[3]])
     assert (child.parent_job_id, child.owner, child.status, child.total, child.options) == (
-        parent.id, OWNER, JobStatus.PENDING, 2, {"deadline_seconds": 900})
+        parent.id, OWNER, JobStatus.PENDING, 2, {"deadline_seconds": 900, **DEFAULT_CONTENT})
     items = fetch_rows("SELECT url, status FROM job_items WHERE job_id = %s ORDER BY seq", (child.id,))
     assert items == [{"url": urls(4)[1], "status": "pending"}, {"url": urls(4)[3], "status": "pending"}]
     assert event_rows(fetch_rows, child, "submitted") == [{"actor": OWNER.actor, "reason": None, "data": {
@@ -502,7 +505,7 @@ def test_a_retry_keeps_the_parents_deadline_within_todays_limit(
     child = job_service.create_retry(pool, job_service.plan_retry(pool, parent.id, OWNER, RetryJobRequest()),
                                      lowered).job
 
-    assert child.options == {"deadline_seconds": 3600}
+    assert child.options == {"deadline_seconds": 3600, **DEFAULT_CONTENT}
     assert timedelta(seconds=3599) < child.deadline_at - child.created_at < timedelta(seconds=3601)
 
 

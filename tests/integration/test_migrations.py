@@ -143,7 +143,7 @@ def test_items_final_before_the_stream_existed_get_ranks_in_the_order_they_finis
                          FROM (VALUES (0, 'succeeded', 5), (1, 'pending', NULL), (2, 'failed', 30),
                                       (3, 'succeeded', 10)) AS v(seq, status, age)""")
 
-    assert migrate(conn) == ["0005"]
+    assert migrate(conn)[0] == "0005"
     with conn.cursor() as cur:
         cur.execute("SELECT seq, done_rank FROM job_items ORDER BY seq")
         assert cur.fetchall() == [(0, 3), (1, None), (2, 1), (3, 2)]

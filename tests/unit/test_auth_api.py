@@ -22,6 +22,7 @@ LOCAL = {"TRAWL_ENVIRONMENT": "local", "TRAWL_DATABASE_URL": "postgresql://local
 AZURE = {"TRAWL_ENVIRONMENT": "azure", "TRAWL_DATABASE_URL": "postgresql://db.example.net/trawl",
          "TrawlStorage__queueServiceUri": "https://acct.queue.core.windows.net",
          "TrawlStorage__tableServiceUri": "https://acct.table.core.windows.net",
+         "TrawlStorage__blobServiceUri": "https://acct.blob.core.windows.net",
          "TRAWL_AUTH_TENANT_IDS": DEFAULT_TENANT, "TRAWL_AUTH_AUDIENCES": "api://trawl"}
 
 
@@ -68,6 +69,8 @@ def test_dev_mode_takes_keys_only_from_this_machine(monkeypatch: pytest.MonkeyPa
     ({"TRAWL_AUTH_ISSUER_VERSIONS": "3"}, "TRAWL_AUTH_ISSUER_VERSIONS"),
     ({"TRAWL_RATE_TABLE": "no-dashes"}, "TRAWL_RATE_TABLE"),
     ({"TrawlStorage__tableServiceUri": ""}, "TrawlStorage__tableServiceUri is required"),
+    ({"TrawlStorage__blobServiceUri": ""}, "TrawlStorage__blobServiceUri is required"),
+    ({"TRAWL_CONTENT_CONTAINER": "Not_A_Container"}, "TRAWL_CONTENT_CONTAINER|content_container"),
 ])
 def test_auth_and_rate_settings_are_validated(monkeypatch: pytest.MonkeyPatch, values: dict[str, str],
                                               message: str) -> None:

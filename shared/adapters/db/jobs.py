@@ -29,6 +29,17 @@ from shared.adapters.db.rows import (
     progress_from_row,
     status_values,
 )
+from shared.domain.content import (
+    BODY_FORMATS,
+    NOTHING_KEPT,
+    CachedPage,
+    ContentFormat,
+    DeletedData,
+    KeptContent,
+    PageChange,
+    StoredBody,
+    content_request,
+)
 from shared.domain.models import (
     OUTCOME_SOURCES,
     SYSTEM_ACTOR,
@@ -89,7 +100,11 @@ item AS (
        SET status = 'succeeded', finished_at = now(), done_rank = {_NEXT_RANK}, attempts = attempts + 1,
            started_at = coalesce(started_at, now() - make_interval(secs => %(duration_ms)s / 1000.0)),
            result = %(result)s::jsonb, result_bytes = %(result_bytes)s, http_status = %(http_status)s,
-           final_url = %(final_url)s, duration_ms = %(duration_ms)s
+           final_url = %(final_url)s, duration_ms = %(duration_ms)s,
+           markdown_sha256 = %(markdown_sha256)s, markdown_bytes = %(markdown_bytes)s,
+           text_sha256 = %(text_sha256)s, text_bytes = %(text_bytes)s,
+           html_sha256 = %(html_sha256)s, html_bytes = %(html_bytes)s,
+           page_id = %(page_id)s, page_version_id = %(version_id)s, change = %(change)s, cached = %(cached)s
      WHERE job_id = %(job_id)s AND seq = %(seq)s AND status = 'pending'
  RETURNING job_id
 )
@@ -170,6 +185,52 @@ SELECT jobs.status AS job_status, {_REMAINING} AS remaining
   FROM job_items i JOIN jobs ON jobs.id = i.job_id
  WHERE i.job_id = %(job_id)s AND i.seq = %(seq)s
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
+
+# A job's data goes in one statement: its items' results and bodies, then the versions no item uses any more
+# (pages pointing at them first move to their newest remaining version; pages left with none, and used by no
+# item, go), and the bodies nothing names any more are noted for the retention timer.
+_DELETE_JOB_DATA = """
+WITH cleared AS (
+    UPDATE job_items i
+       SET result = NULL, result_bytes = NULL, markdown_sha256 = NULL, markdown_bytes = NULL, text_sha256 = NULL,
+           text_bytes = NULL, html_sha256 = NULL, html_bytes = NULL, page_version_id = NULL, page_id = NULL
+      FROM job_items old
+     WHERE i.job_id = %(job_id)s AND old.job_id = i.job_id AND old.seq = i.seq
+       AND (old.result IS NOT NULL OR old.page_version_id IS NOT NULL OR old.page_id IS NOT NULL)
+ RETURNING old.page_version_id, old.page_id, old.markdown_sha256, old.text_sha256, old.html_sha256
+),
+unused AS (
+    SELECT v.id, v.page_id, v.markdown_sha256, v.text_sha256, v.html_sha256
+      FROM page_versions v
+     WHERE (v.id IN (SELECT page_version_id FROM cleared) OR v.job_id = %(job_id)s)
+       AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.page_version_id = v.id AND i.job_id <> %(job_id)s)
+),
+repointed AS (
+    UPDATE pages p
+       SET latest_version_id = (SELECT max(v.id) FROM page_versions v
+                                 WHERE v.page_id = p.id AND v.id NOT IN (SELECT id FROM unused))
+     WHERE p.id IN (SELECT page_id FROM unused)
+ RETURNING p.id, p.latest_version_id
+),
+gone AS (
+    DELETE FROM page_versions v USING repointed r WHERE v.id IN (SELECT id FROM unused) AND r.id = v.page_id
+ RETURNING v.id
+),
+bodies AS (
+    SELECT DISTINCT sha256 FROM (
+        SELECT unnest(ARRAY[markdown_sha256, text_sha256, html_sha256]) AS sha256 FROM cleared
+        UNION ALL SELECT unnest(ARRAY[markdown_sha256, text_sha256, html_sha256]) FROM unused) b
+     WHERE sha256 IS NOT NULL
+),
+noted AS (
+    INSERT INTO blob_garbage (sha256) SELECT sha256 FROM bodies
+    ON CONFLICT (sha256) DO UPDATE SET noted_at = now()
+ RETURNING sha256
+)
+SELECT (SELECT count(*) FROM cleared) AS items, (SELECT count(*) FROM gone) AS versions,
+       (SELECT count(*) FROM noted) AS bodies
+"""
 
 
 class JobRepository:
@@ -360,6 +421,7 @@ class JobRepository:
         http_status: int | None,
         final_url: str | None,
         duration_ms: int,
+        kept: KeptContent = NOTHING_KEPT,
     ) -> ItemOutcome:
         """pending -> succeeded with the extracted page, counting it on the job in the same
         statement; `remaining == 0` tells exactly one caller it finished the job's last item. The
@@ -374,7 +436,15 @@ class JobRepository:
             "http_status": http_status,
             "final_url": final_url,
             "duration_ms": duration_ms,
+            "page_id": kept.page_id,
+            "version_id": kept.version_id,
+            "change": None if kept.change is None else kept.change.value,
+            "cached": kept.cached,
         }
+        for kind in BODY_FORMATS:
+            body = kept.bodies.get(kind)
+            params[f"{kind}_sha256"] = None if body is None else body.sha256
+            params[f"{kind}_bytes"] = None if body is None else body.size
         try:
             return self._finish_item(_SUCCEED_ITEM, params)
         except _REFUSED_DATA as exc:
@@ -437,6 +507,120 @@ class JobRepository:
             remaining=row["remaining"],
         )
 
+    def record_page_version(self, owner: Owner, url: str, host: str, main_text_digest: str,
+                            bodies: dict[ContentFormat, StoredBody], job_id: UUID, seq: int,
+                            search_text: str = "", search_config: str = "simple") -> KeptContent:
+        """The owner's page for `url`, with a new version when `main_text_digest` differs from its latest
+        (`new` for a page's first, `changed`), else the latest marked seen again (`unchanged`). The page row is
+        locked first, so two items of one page decide one after the other. A redelivered item finds the version
+        it recorded itself and answers as it did then."""
+        self._cur.execute(
+            """INSERT INTO pages (id, owner_tenant_id, owner_object_id, url, host) VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (owner_tenant_id, owner_object_id, url) DO UPDATE SET last_seen_at = now()
+               RETURNING id""",
+            (uuid4(), owner.tenant_id, owner.object_id, url, host))
+        page_id: UUID = self._fetch_one()["id"]
+        self._cur.execute(
+            """SELECT id, main_text_digest, job_id, seq, (SELECT count(*) FROM page_versions WHERE page_id = %(page)s) AS n
+                 FROM page_versions WHERE page_id = %(page)s ORDER BY id DESC LIMIT 1""", {"page": page_id})
+        latest = self._cur.fetchone()
+        if latest is not None and (latest["job_id"], latest["seq"]) == (job_id, seq):
+            change = PageChange.NEW if latest["n"] == 1 else PageChange.CHANGED
+            version_id = latest["id"]
+        elif latest is not None and latest["main_text_digest"] == main_text_digest:
+            self._cur.execute("UPDATE page_versions SET last_seen_at = now() WHERE id = %s", (latest["id"],))
+            change = PageChange.UNCHANGED
+            version_id = latest["id"]
+        else:
+            sizes = {f"{kind}_{field}": getattr(bodies[kind], attr) if kind in bodies else None
+                     for kind in BODY_FORMATS for field, attr in (("sha256", "sha256"), ("bytes", "size"))}
+            self._cur.execute(
+                """WITH version AS (
+                       INSERT INTO page_versions (page_id, main_text_digest, markdown_sha256, markdown_bytes,
+                                                  text_sha256, text_bytes, html_sha256, html_bytes, job_id, seq,
+                                                  search_config, search_vector)
+                       VALUES (%(page)s, %(main)s, %(markdown_sha256)s, %(markdown_bytes)s, %(text_sha256)s,
+                               %(text_bytes)s, %(html_sha256)s, %(html_bytes)s, %(job_id)s, %(seq)s,
+                               %(config)s::regconfig, to_tsvector(%(config)s::regconfig, %(search_text)s))
+                       RETURNING id)
+                   UPDATE pages SET latest_version_id = version.id FROM version WHERE pages.id = %(page)s
+                   RETURNING version.id""",
+                {"page": page_id, "main": main_text_digest, "job_id": job_id, "seq": seq,
+                 "config": search_config, "search_text": search_text, **sizes})
+            version_id = self._fetch_one()["id"]
+            change = PageChange.NEW if latest is None else PageChange.CHANGED
+        return KeptContent(bodies=dict(bodies), page_id=page_id, version_id=version_id, change=change)
+
+    def fresh_version(self, owner: Owner, url: str, max_age_s: int,
+                      kinds: Sequence[ContentFormat]) -> CachedPage | None:
+        """The owner's page for `url` when its latest version was seen within `max_age_s` and kept every body
+        in `kinds`: the result of the item that first saw it, to answer another item without fetching."""
+        self._cur.execute(
+            """SELECT p.id AS page_id, v.id AS version_id, v.markdown_sha256, v.markdown_bytes, v.text_sha256,
+                      v.text_bytes, v.html_sha256, v.html_bytes, i.result, i.http_status, i.final_url
+                 FROM pages p JOIN page_versions v ON v.id = p.latest_version_id
+                 JOIN job_items i ON (i.job_id, i.seq) = (v.job_id, v.seq)
+                WHERE p.owner_tenant_id = %s AND p.owner_object_id = %s AND p.url = %s
+                  AND v.last_seen_at >= now() - make_interval(secs => %s) AND i.result IS NOT NULL""",
+            (owner.tenant_id, owner.object_id, url, max_age_s))
+        row = self._cur.fetchone()
+        if row is None:
+            return None
+        bodies = {kind: StoredBody(row[f"{kind}_sha256"], row[f"{kind}_bytes"]) for kind in BODY_FORMATS
+                  if row[f"{kind}_sha256"] is not None}
+        if any(kind not in bodies for kind in kinds):
+            return None
+        kept = KeptContent(bodies={kind: bodies[kind] for kind in kinds}, page_id=row["page_id"],
+                           version_id=row["version_id"], change=PageChange.UNCHANGED, cached=True)
+        return CachedPage(row["result"], row["http_status"], row["final_url"], kept)
+
+    def delete_job_data(self, job_id: UUID, actor: str, reason: str | None = None) -> DeletedData:
+        """Delete a final job's results and kept bodies: its items keep their URL, status and error; the page
+        versions only its items used go (a page left with none goes too), and the bodies no row names any more
+        are noted in `blob_garbage` for the retention timer. Records `data_deleted`. Idempotent: a second call
+        finds nothing to delete and records nothing."""
+        self._cur.execute(_LOCK_JOB_ONLY, {"job_id": job_id})
+        self._cur.execute(_DELETE_JOB_DATA, {"job_id": job_id})
+        row = self._fetch_one()
+        deleted = DeletedData(items=row["items"], versions=row["versions"], bodies=row["bodies"])
+        if deleted.items:
+            self._append_event(job_id, actor, JobEventType.DATA_DELETED, reason,
+                               {"items": deleted.items, "versions": deleted.versions, "bodies": deleted.bodies})
+        return deleted
+
+    def expired_jobs(self, finished_before: datetime, limit: int) -> list[UUID]:
+        """Final jobs finished before `finished_before` that still hold results, oldest first."""
+        self._cur.execute(
+            """SELECT j.id FROM jobs j
+                WHERE j.finished_at < %s
+                  AND EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND i.result IS NOT NULL)
+                ORDER BY j.finished_at LIMIT %s""", (finished_before, limit))
+        return [row["id"] for row in self._cur.fetchall()]
+
+    def forget_garbage(self, sha256s: Sequence[str]) -> None:
+        """A worker is about to store these bodies: they are no longer to be deleted. Waits for a sweep that is
+        deleting one of them right now, so the worker's store then finds it gone and uploads it again."""
+        self._cur.execute("DELETE FROM blob_garbage WHERE sha256 = ANY(%s)", (list(sha256s),))
+
+    def lock_garbage(self, noted_before: datetime, limit: int) -> list[str]:
+        """Bodies noted for deletion before `noted_before` that no row names any more, locked until the end of
+        the transaction (the caller deletes their blobs, then `drop_garbage`); notes of bodies named again go."""
+        self._cur.execute(
+            """SELECT sha256 FROM blob_garbage WHERE noted_at < %s ORDER BY noted_at LIMIT %s
+               FOR UPDATE SKIP LOCKED""", (noted_before, limit))
+        due = [row["sha256"] for row in self._cur.fetchall()]
+        self._cur.execute(
+            """DELETE FROM blob_garbage g WHERE g.sha256 = ANY(%(due)s)
+                 AND (EXISTS (SELECT 1 FROM job_items WHERE g.sha256 IN (markdown_sha256, text_sha256, html_sha256))
+                      OR EXISTS (SELECT 1 FROM page_versions
+                                  WHERE g.sha256 IN (markdown_sha256, text_sha256, html_sha256)))
+               RETURNING g.sha256""", {"due": due})
+        named = {row["sha256"] for row in self._cur.fetchall()}
+        return [sha256 for sha256 in due if sha256 not in named]
+
+    def drop_garbage(self, sha256s: Sequence[str]) -> None:
+        self._cur.execute("DELETE FROM blob_garbage WHERE sha256 = ANY(%s)", (list(sha256s),))
+
     # --- reads the pipeline needs -----------------------------------------------------------
 
     def get_job(self, job_id: UUID, owner: Owner | None) -> Job | None:
@@ -491,7 +675,10 @@ class JobRepository:
         self._cur.execute(
             """SELECT i.url, i.status, i.attempts, i.queued_attempt, i.next_attempt_at, i.last_error_code,
                       i.last_error_message, i.http_status,
-                      j.status AS job_status, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.deadline_at
+                      j.status AS job_status, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.deadline_at,
+                      j.owner_tenant_id, j.owner_object_id,
+                      j.options -> 'formats' AS formats, j.options -> 'main_content_only' AS main_content_only,
+                      j.options -> 'max_age_seconds' AS max_age_seconds
                  FROM job_items i JOIN jobs j ON j.id = i.job_id
                 WHERE i.job_id = %s AND i.seq = %s""",
             (job_id, seq),
@@ -511,6 +698,8 @@ class JobRepository:
             last_error_code=row["last_error_code"],
             last_error_message=row["last_error_message"],
             http_status=row["http_status"],
+            owner=Owner(tenant_id=row["owner_tenant_id"], object_id=row["owner_object_id"]),
+            content=content_request(row["formats"], row["main_content_only"], row["max_age_seconds"]),
         )
 
     def unfinished_jobs(self, older_than: timedelta | None = None) -> list[Job]:

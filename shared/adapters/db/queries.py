@@ -78,6 +78,11 @@ SELECT e.* FROM job_events e JOIN jobs j ON j.id = e.job_id
 """  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
 
 
+_ITEM = f"""
+SELECT i.* FROM job_items i JOIN jobs j ON j.id = i.job_id
+ WHERE i.job_id = %(job_id)s AND i.seq = %(seq)s AND {OWNER_SCOPE}
+"""  # only constant SQL fragments are interpolated; values are bound parameters  # nosec B608
+
 # A job's stream after a rank, in one statement so the job's row and its items come from one snapshot:
 # the items the reader wants with ranks after `after` (every rank up to the job's count is committed,
 # migration 0005), and, when the batch stopped at its limit, the outcomes of the items beyond it.
@@ -216,6 +221,12 @@ class JobQueries:
         job = job_from_row(fields)
         end_rank = items[-1].rank if unread else done_count(job)
         return job, ItemBatch(items, end_rank, unread)
+
+    def item(self, job_id: UUID, seq: int, owner: Owner | None) -> JobItem | None:
+        """One item of a job the owner can see (owner None: admin)."""
+        self._cur.execute(_ITEM, {**owner_params(owner), "job_id": job_id, "seq": seq})
+        row = self._cur.fetchone()
+        return None if row is None else item_from_row(row)
 
     def child_job_ids(self, parent_ids: Collection[UUID], owner: Owner | None) -> dict[UUID, list[UUID]]:
         """The ids of the jobs created by retrying each of `parent_ids`, oldest first; parents

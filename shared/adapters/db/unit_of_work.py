@@ -24,6 +24,7 @@ from psycopg2.pool import PoolError
 
 from shared.adapters.db.connection import Connection, ConnectionPool, is_broken
 from shared.adapters.db.jobs import JobRepository
+from shared.adapters.db.pages import PageQueries
 from shared.adapters.db.queries import JobQueries
 from shared.adapters.telemetry import span
 from shared.domain.errors import DatabaseUnavailable
@@ -36,6 +37,7 @@ class UnitOfWork:
 
     jobs: JobRepository
     queries: JobQueries
+    pages: PageQueries
 
     def __init__(self, pool: ConnectionPool, *, autocommit: bool = False) -> None:
         self._pool = pool
@@ -58,6 +60,7 @@ class UnitOfWork:
         cursor = self._conn.cursor(cursor_factory=RealDictCursor)
         self.jobs = JobRepository(cursor)
         self.queries = JobQueries(cursor)
+        self.pages = PageQueries(cursor)
         return self
 
     def __exit__(
