@@ -20,4 +20,4 @@ async def search_pages(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, SearchQuery)
     found = await pages.search(get_pool(), get_content_store(), get_executors(), scope, query)
     items = [SearchHitView.of(hit, snippet) for hit, snippet in zip(found.hits, found.snippets, strict=True)]
-    return json_response(SearchPage(items=items, next_cursor=found.next_cursor))
+    return json_response(SearchPage(items=items, next_cursor=found.next_cursor, capped=found.capped))

@@ -257,11 +257,12 @@ class TrawlClient:
         return list(_field(page, "items")), _field(page, "next_cursor")
 
     def search(self, q: str, filters: Mapping[str, Any], limit: int,
-               cursor: str | None = None) -> tuple[list[Any], str | None]:
-        """One page of hits of a full-text search (`host`, `job_id`, `changed_since` filters), best first, and the
-        cursor of the next page (None on the last)."""
+               cursor: str | None = None) -> tuple[list[Any], str | None, bool]:
+        """One page of hits of a full-text search (`host`, `job_id`, `changed_since` filters), best first, the
+        cursor of the next page (None on the last), and whether only the most recently changed matches were
+        ranked (`capped`)."""
         page = _json(self._request("GET", "/api/search", params={"q": q, **filters, "limit": limit, "cursor": cursor}))
-        return list(_field(page, "items")), _field(page, "next_cursor")
+        return list(_field(page, "items")), _field(page, "next_cursor"), page.get("capped") is True
 
     def logs_page(self, job_id: str, after: int) -> LogPage:
         """Audit log entries after event id `after`, oldest first."""

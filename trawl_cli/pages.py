@@ -74,12 +74,15 @@ def run_pages(args: argparse.Namespace, client: TrawlClient, terminal: Terminal)
 
 def run_search(args: argparse.Namespace, client: TrawlClient, terminal: Terminal) -> int:
     filters = {"host": args.host, "job_id": args.job, "changed_since": args.changed_since}
-    hits, cursor = client.search(args.query, filters, min(args.limit, MAX_SEARCH_PAGE))
+    hits, cursor, capped = client.search(args.query, filters, min(args.limit, MAX_SEARCH_PAGE))
     while cursor is not None and len(hits) < args.limit:
-        more, cursor = client.search(args.query, filters, min(args.limit - len(hits), MAX_SEARCH_PAGE), cursor)
+        more, cursor, _ = client.search(args.query, filters, min(args.limit - len(hits), MAX_SEARCH_PAGE), cursor)
         hits += more
+    if capped:
+        sys.stderr.write("trawl: warning: so many pages match that only the most recently changed were ranked; "
+                         "narrow the query (another word, a phrase, --host, --changed-since, --job)\n")
     if terminal.mode is OutputMode.JSON:
-        terminal.document({"items": hits, "next_cursor": cursor})
+        terminal.document({"items": hits, "next_cursor": cursor, "capped": capped})
     elif terminal.mode is OutputMode.QUIET:
         for hit in hits:
             terminal.line(str(hit.get("url")))

@@ -30,7 +30,7 @@ PROBLEMS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Malformed: body not JSON, unknown or invalid query parameters or cursor, bad header."),
     401: ("Unauthorized", "No valid bearer token."),
     403: ("Forbidden", "The token lacks the role this operation needs."),
-    404: ("NotFound", "No such job, or it belongs to someone else."),
+    404: ("NotFound", "No such job or page, or it belongs to someone else."),
     409: ("Conflict", "The job's status does not allow this (e.g. it is already final, or still running)."),
     413: ("PayloadTooLarge", "The request body is larger than 1 MiB."),
     415: ("UnsupportedMediaType", "The body is declared (`Content-Type`) as something other than JSON."),
@@ -318,8 +318,14 @@ def _operation(operation: Operation, query_schemas: dict[str, dict[str, Any]]) -
     return spec
 
 
+def _path_parameter(path: str, name: str) -> dict[str, Any]:
+    if name == "id" and path.startswith("/api/pages/"):
+        return {**_PATH_PARAMETERS[name], "description": "The page's id."}
+    return _PATH_PARAMETERS[name]
+
+
 def _parameters(operation: Operation, query_schemas: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    parameters: list[dict[str, Any]] = [_PATH_PARAMETERS[name] for name in operation.path_params]
+    parameters: list[dict[str, Any]] = [_path_parameter(operation.path, name) for name in operation.path_params]
     if operation.query is not None:
         parameters += _query_parameters(query_schemas[operation.query.__name__])
     parameters += [{"name": header.name, "in": "header", "required": False, "description": header.description,

@@ -17,6 +17,9 @@ MAX_VERSION_ID = 2**63 - 1
 MAX_QUERY_CHARS = 500
 # A diff reads both bodies whole and compares them line by line: past this, either body is refused (422).
 MAX_DIFF_BODY_BYTES = 2 * 1024 * 1024
+# A search ranks at most this many matches, the owner's most recently changed: ranking reads each match's search
+# vector, so this bounds a broad query's cost (bench/README.md, "Search").
+MAX_RANKED_MATCHES = 2000
 # A snippet is cut from the start of each hit's text or Markdown body, at most this many bytes of it.
 SNIPPET_BODY_BYTES = 256 * 1024
 
@@ -264,3 +267,7 @@ class SearchPage(BaseModel):
     items: list[SearchHitView]
     next_cursor: str | None = Field(description="Pass as `cursor` (with the same query and filters) for the next "
                                                 "page; null on the last page.")
+    capped: bool = Field(description=f"More than {MAX_RANKED_MATCHES:,} of your pages match: only the "
+                                     f"{MAX_RANKED_MATCHES:,} most recently changed of them were ranked, and only "
+                                     "they can be paged through. Narrow the query (another word, a phrase, `host`, "
+                                     "`changed_since`, `job_id`) to reach the others.")

@@ -15,6 +15,7 @@ from shared.adapters.db import ConnectionPool, UnitOfWork, read
 from shared.adapters.executors import Executors, Work
 from shared.contract.page_schemas import (
     MAX_DIFF_BODY_BYTES,
+    MAX_RANKED_MATCHES,
     SNIPPET_BODY_BYTES,
     DiffQuery,
     PageListQuery,
@@ -65,22 +66,25 @@ class PageListing:
 
 @dataclass(frozen=True)
 class HitPage:
-    """One page of hits, best first, the cursor of the next page (None: last), and the query as each configuration
-    with a word to look up reads it (a tsquery's text)."""
+    """One page of hits, best first, the cursor of the next page (None: last), the query as each configuration
+    with a word to look up reads it (a tsquery's text), and whether only the MAX_RANKED_MATCHES most recently
+    changed matches were ranked."""
 
     hits: list[SearchHit]
     next_cursor: str | None
     forms: dict[str, str]
+    capped: bool = False
 
 
 @dataclass(frozen=True)
 class SearchListing:
-    """One page of hits, best first, each hit's snippet (None: not asked for, or no body to cut it from), and the
-    cursor of the next page (None: last)."""
+    """One page of hits, best first, each hit's snippet (None: not asked for, or no body to cut it from), the
+    cursor of the next page (None: last), and whether only the most recently changed matches were ranked."""
 
     hits: list[SearchHit]
     snippets: list[list[SnippetPart] | None]
     next_cursor: str | None
+    capped: bool = False
 
 
 def list_pages(pool: ConnectionPool, owner: Owner | None, query: PageListQuery) -> PageListing:
@@ -128,12 +132,12 @@ async def search(pool: ConnectionPool, store: BodyReader, executors: Executors, 
     hits' bodies are read at once on the API threads, then cut in one statement."""
     found = await executors.run(Work.API, search_hits, pool, owner, query)
     if not query.snippets:
-        return SearchListing(found.hits, [None] * len(found.hits), found.next_cursor)
+        return SearchListing(found.hits, [None] * len(found.hits), found.next_cursor, found.capped)
     texts = await asyncio.gather(*(executors.run(Work.API, snippet_text, store, hit.version,
                                                  query_lexemes(found.forms[hit.version.search_config]))
                                    for hit in found.hits))
     snippets = await executors.run(Work.API, headlines, pool, query.q, texts)
-    return SearchListing(found.hits, snippets, found.next_cursor)
+    return SearchListing(found.hits, snippets, found.next_cursor, found.capped)
 
 
 def search_hits(pool: ConnectionPool, owner: Owner | None, query: SearchQuery) -> HitPage:
@@ -143,10 +147,10 @@ def search_hits(pool: ConnectionPool, owner: Owner | None, query: SearchQuery) -
     digest = filter_digest("search", {"q": query.q, "job_id": None if query.job_id is None else str(query.job_id),
                                       "host": query.host, "changed_since": query.changed_since})
     after = None if query.cursor is None else _search_key(decode_cursor(query.cursor, digest))
-    forms, hits = read(pool, lambda tx: _search(tx, owner, query, after))
+    forms, (hits, capped) = read(pool, lambda tx: _search(tx, owner, query, after))
     shown = hits[:query.limit]
     cursor = encode_cursor([shown[-1].rank, str(shown[-1].page.id)], digest) if len(hits) > query.limit else None
-    return HitPage(shown, cursor, forms)
+    return HitPage(shown, cursor, forms, capped)
 
 
 def snippet_text(store: BodyReader, version: PageVersion, lexemes: Sequence[str]) -> tuple[str, str] | None:
@@ -183,14 +187,15 @@ def _pages_with_versions(tx: UnitOfWork, owner: Owner | None, query: PageListQue
 
 
 def _search(tx: UnitOfWork, owner: Owner | None, query: SearchQuery,
-            after: SearchKey | None) -> tuple[dict[str, str], list[SearchHit]]:
+            after: SearchKey | None) -> tuple[dict[str, str], tuple[list[SearchHit], bool]]:
     forms = tx.pages.query_forms(query.q, SEARCH_CONFIG_NAMES)
     searchable = {config: form for config, form in forms.items() if form is not None}
     if not searchable:
         raise BadRequest("the query has no word to look for: it holds only stop words, punctuation or exclusions "
                          "(-word)", errors=[{"loc": ["q"], "msg": "has no word to look for", "type": "query_empty"}])
-    hits = tx.pages.search(owner, searchable, query.host, query.changed_since, query.job_id, after, query.limit + 1)
-    return searchable, hits
+    found = tx.pages.search(owner, searchable, query.host, query.changed_since, query.job_id, after, query.limit + 1,
+                            MAX_RANKED_MATCHES)
+    return searchable, found
 
 
 def _require_page(pool: ConnectionPool, page_id: UUID, owner: Owner | None) -> Page:

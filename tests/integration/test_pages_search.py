@@ -200,6 +200,26 @@ def test_cursor_pages_give_every_hit_once_best_first(library: Library) -> None:
         library.search("comet sky", cursor=first.next_cursor)
 
 
+def test_a_broad_query_ranks_only_the_most_recently_changed_matches(library: Library,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "MAX_RANKED_MATCHES", 3)
+    library.scrape("https://a.test/oldest", "tide " * 10)
+    for n in range(3):
+        library.scrape(f"https://a.test/{n}", "tide " * (n + 1))
+
+    broad = library.search("tide", snippets=False)
+    narrow = library.search("tide", snippets=False, limit=2)
+
+    assert broad.capped and [hit.page.url for hit in broad.hits] == ["https://a.test/2", "https://a.test/1",
+                                                                     "https://a.test/0"]
+    assert library.found("tide", host="b.test") == [] and not library.search("tide", host="b.test").capped
+    assert narrow.capped and len(narrow.hits) == 2
+    rest = library.search("tide", snippets=False, limit=2, cursor=narrow.next_cursor)
+    assert [hit.page.url for hit in rest.hits] == ["https://a.test/0"] and rest.next_cursor is None
+    monkeypatch.setattr(pages, "MAX_RANKED_MATCHES", 4)
+    assert not library.search("tide").capped and library.found("tide")[0] == "https://a.test/oldest"
+
+
 def test_snippets_mark_the_matches_in_plain_text(library: Library) -> None:
     library.scrape("https://a.test/", "The pilot guided the ship into the harbour.",
                    markdown="# Harbour\n\nThe **pilot** guided [the ship](https://x.test/ship) into the harbour.\n")

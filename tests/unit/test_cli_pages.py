@@ -221,7 +221,7 @@ def search_api(serve: Serve, total: int = 5) -> Api:
         start = int(query.get("cursor", ["0"])[0])
         end = min(start + int(query["limit"][0]), total)
         return ok({"items": [hit(n) for n in range(start + 1, end + 1)],
-                   "next_cursor": str(end) if end < total else None})
+                   "next_cursor": str(end) if end < total else None, "capped": total > 100})
 
     return serve({"/api/search": search})
 
@@ -231,8 +231,9 @@ def test_search_prints_ranked_hits_with_their_snippets(serve: Serve, capsys: pyt
 
     assert api.run("search", "harbour pilot", "--host", "example.test", "--job", JOB_ID, "--limit", "2") == 0
 
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("1. Page 1  https://example.test/1  (rank 0.5, changed ")
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and lines[0].startswith("1. Page 1  https://example.test/1  (rank 0.5, changed ")
     assert lines[1] == "   the harbour **pilot** guided the ship"
     assert lines[2].startswith("2. Page 2  https://example.test/2")
     [query] = api.queries("/api/search")
@@ -245,8 +246,9 @@ def test_search_follows_pages_up_to_the_limit(serve: Serve, capsys: pytest.Captu
 
     assert api.run("--quiet", "search", "pilot", "--limit", "70") == 0
 
-    urls = capsys.readouterr().out.splitlines()
-    assert urls == [f"https://example.test/{n}" for n in range(1, 71)]
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"https://example.test/{n}" for n in range(1, 71)]
+    assert err.startswith("trawl: warning: so many pages match that only the most recently changed were ranked")
     assert [query["limit"] for query in api.queries("/api/search")] == [["50"], ["20"]]
 
 

@@ -85,15 +85,17 @@ SELECT cfg::text AS config, form::text AS form, querytree(form) NOT IN ('', 'T')
 # the planner estimates its matches from the index's statistics, and `search_vector @@ form` is answered by the GIN
 # index (exactly for plain words; phrases are rechecked on the heap) while the configuration is checked on the heap
 # row: no search vector is read to decide a match. Each match is joined to its page by the primary key (owner,
-# latest version, filters) and ranked: ts_rank_cd reads the vector, the one cost that grows with the matches.
+# latest version, filters) and ranked: ts_rank_cd reads the vector (TOASTed: about 7 µs a match).
 _SEARCH_ARM = """
     SELECT v.id, v.page_id, v.first_seen_at, v.search_vector, %(form_{n})s::tsquery AS query
       FROM page_versions v
      WHERE v.search_vector @@ %(form_{n})s::tsquery AND v.search_config = ANY(%(configs_{n})s::regconfig[])"""
+# Ranking reads every match's vector, so a query matching more than `most_ranked` of the owner's pages ranks only
+# the most recently changed of them (`capped`): broad words cost what narrow ones do (bench/README.md, "Search").
 # The page of hits is cut after the keyset position, and only its rows are joined to their item for the title.
 _SEARCH = f"""
-WITH ranked AS (
-    SELECT p.id AS page_id, v.id AS version_id, ts_rank_cd(v.search_vector, v.query) AS rank
+WITH matched AS (
+    SELECT p.id AS page_id, v.id AS version_id, v.search_vector, v.query
       FROM ({{arms}}) v
       JOIN pages p ON p.id = v.page_id
      WHERE p.latest_version_id = v.id
@@ -101,14 +103,22 @@ WITH ranked AS (
        AND (%(host)s::text IS NULL OR p.host = %(host)s)
        AND (%(changed_since)s::timestamptz IS NULL OR v.first_seen_at >= %(changed_since)s)
        AND (%(job_id)s::uuid IS NULL OR p.id IN (SELECT i.page_id FROM job_items i WHERE i.job_id = %(job_id)s))
+     ORDER BY v.id DESC
+     LIMIT %(most_ranked)s + 1
+),
+ranked AS (
+    SELECT page_id, version_id, ts_rank_cd(search_vector, query) AS rank,
+           row_number() OVER (ORDER BY version_id DESC) AS newness, count(*) OVER () > %(most_ranked)s AS capped
+      FROM matched
 ),
 hit AS (
     SELECT * FROM ranked
-     WHERE %(after_rank)s::real IS NULL OR (rank, page_id) < (%(after_rank)s::real, %(after_id)s::uuid)
+     WHERE newness <= %(most_ranked)s
+       AND (%(after_rank)s::real IS NULL OR (rank, page_id) < (%(after_rank)s::real, %(after_id)s::uuid))
      ORDER BY rank DESC, page_id DESC
      LIMIT %(limit)s
 )
-SELECT hit.rank, i.result ->> 'title' AS title, {_PAGE}, {_HIT_VERSION}
+SELECT hit.rank, hit.capped, i.result ->> 'title' AS title, {_PAGE}, {_HIT_VERSION}
   FROM hit
   JOIN pages p ON p.id = hit.page_id
   JOIN page_versions v ON v.id = hit.version_id
@@ -177,20 +187,23 @@ class PageQueries:
 
     def search(self, owner: Owner | None, forms: dict[str, str], host: str | None = None,
                changed_since: datetime | None = None, job_id: UUID | None = None, after: SearchKey | None = None,
-               limit: int = 10) -> list[SearchHit]:
+               limit: int = 10, most_ranked: int = 2000) -> tuple[list[SearchHit], bool]:
         """The owner's pages whose latest version matches the query (`forms`: its form per configuration, only
-        those that look something up), best first, after the keyset position `after`."""
+        those that look something up), best first, after the keyset position `after`; and whether more than
+        `most_ranked` matched, so that only that many, the most recently changed, were ranked."""
         groups: dict[str, list[str]] = {}
         for config, form in forms.items():
             groups.setdefault(form, []).append(config)
         params: dict[str, Any] = {**owner_params(owner), "host": host, "changed_since": changed_since,
                                   "job_id": job_id, "after_rank": None if after is None else after.rank,
-                                  "after_id": None if after is None else after.page_id, "limit": limit}
+                                  "after_id": None if after is None else after.page_id, "limit": limit,
+                                  "most_ranked": most_ranked}
         for n, (form, configs) in enumerate(groups.items()):
             params |= {f"form_{n}": form, f"configs_{n}": configs}
         arms = " UNION ALL".join(_SEARCH_ARM.format(n=n) for n in range(len(groups)))
         self._cur.execute(_SEARCH.format(arms=arms), params)
-        return [_hit_from_row(row) for row in self._cur.fetchall()]
+        rows = self._cur.fetchall()
+        return [_hit_from_row(row) for row in rows], bool(rows) and rows[0]["capped"]
 
     def headlines(self, q: str, texts: Sequence[tuple[str, str]]) -> list[str]:
         """ts_headline of each (configuration, text) for the query `q`, matches between MATCH_START and MATCH_END."""
