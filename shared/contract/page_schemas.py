@@ -2,13 +2,13 @@
 search, as the queries validated at the edge and the views the API answers with."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.contract.schemas import MAX_CURSOR_CHARS, BodyView, UrlRules, normalised_url, url_refusal
+from shared.contract.schemas import MAX_CURSOR_CHARS, BodyView, UrlRules, in_utc, normalised_url, url_refusal
 from shared.domain.content import BODY_FORMATS
 from shared.domain.page_history import Page, PageVersion, SearchHit, SnippetPart
 from shared.scraping.netpolicy import BlockedTarget, InvalidTarget, normalise_host
@@ -46,16 +46,6 @@ def page_host(host: str) -> str:
         return normalise_host(host.removeprefix("[").removesuffix("]"))
     except (InvalidTarget, BlockedTarget):
         raise ValueError("is not a host name (letters, digits, hyphens and dots) or an IP address") from None
-
-
-def in_utc(moment: datetime | None) -> datetime | None:
-    """UTC, as PostgreSQL takes it: its offsets stop at ±15:59, Python's at ±23:59."""
-    if moment is None:
-        return None
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the instant is out of range") from None
 
 
 class _PageFilters(BaseModel):

@@ -462,13 +462,17 @@ class JobListQuery(BaseModel):
     @field_validator("created_after", "created_before")
     @classmethod
     def _in_utc(cls, moment: datetime | None) -> datetime | None:
-        """UTC, as PostgreSQL takes it: its offsets stop at ±15:59, Python's at ±23:59."""
-        if moment is None:
-            return None
-        try:
-            return moment.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("the instant is out of range") from None
+        return in_utc(moment)
+
+
+def in_utc(moment: datetime | None) -> datetime | None:
+    """UTC, as PostgreSQL takes it: its offsets stop at ±15:59, Python's at ±23:59."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant is out of range") from None
 
 
 class ResultsQuery(BaseModel):
