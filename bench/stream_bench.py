@@ -11,14 +11,18 @@ pending and only this script makes them final, as the worker does (`tx.jobs.comp
    time the commit returned, and the time the reader parsed the item's event (matched by seq). Patterns
    alternate in rounds so they share the machine's load; p50/p95/max per pattern over all rounds, and the HTTP
    responses per second the stream took.
-2. load: `GET /api/jobs/{id}` timed sequentially (p50/p99) with no stream open (idle), with `--streams` readers
+2. load: `GET /api/jobs/{id}` timed sequentially (p50/p90/p99/max) with no stream open (idle), with `--streams` readers
    open and no job changing (quiet), and with them open while items complete at `--load-rate` a second spread
    over their jobs (flowing). The readers run in a process of their own (asyncio, one pooled aiohttp session),
    `--streams-per-user` per dev user and one job per user, so no caller passes TRAWL_STREAMS_PER_CALLER (10).
-   The three states alternate for `--rounds` rounds; medians per state, devhost's CPU and thread count.
+   Their first requests are spread over `--stagger-s` (one heartbeat period), as readers who opened the page at
+   different times. Each state: `--observe-s` with no GET (devhost's CPU and threads for the streams alone), then
+   `--gets` timed GETs, each on a fresh connection (see the note on devhost's sends below). The three states
+   alternate for `--rounds` rounds; medians per state, and each loaded p99 over the idle one.
 
     .venv/bin/pip install -r bench/requirements.txt
     .venv/bin/python bench/stream_bench.py [--events 100] [--rounds 3] [--streams 200] [--load-rate 20]
+    .venv/bin/python bench/stream_bench.py --skip-latency --load-rate 5 [--setting TRAWL_DATABASE_POOL_SIZE=10]
 """
 from __future__ import annotations
 
@@ -98,7 +102,7 @@ class UnservedSite:
 
 @dataclass
 class App:
-    """devhost and its database, with the jobs' owners."""
+    """devhost, the URL of its database, a pool for this script's own writes, and PostgreSQL's process."""
 
     host: DevhostProcess
     db_url: str
@@ -142,11 +146,12 @@ def start_app(stack: ExitStack, tmp: Path, max_urls: int, log_dir: Path, setting
     host = start_devhost(REPO, log_dir / f"devhost-{uuid.uuid4().hex[:6]}.log", env)
     stack.callback(host.stop)
     pool = ConnectionPool(UrlDatabase(server.get_uri()), maxconn=4)
+    stack.callback(pool.closeall)
     return App(host, server.get_uri(), pool, psutil.Process(server.get_pid()))
 
 
 def submit_running_job(app: App, http: requests.Session, items: int) -> UUID:
-    """A job of `items` URLs that nobody fetches, once its orchestration has marked it running."""
+    """Submit a job of `items` URLs that nobody fetches (the workers are off); `wait_running` waits for it."""
     urls = [f"http://127.0.0.1/unserved/{uuid.uuid4().hex}/{n}" for n in range(items)]
     response = http.post(f"{app.api}/jobs", json={"urls": urls, "options": {"deadline_seconds": 7200}}, timeout=120)
     if response.status_code != 202:
@@ -160,7 +165,8 @@ def wait_running(app: App, http: requests.Session, job_ids: list[UUID], seconds:
     deadline = time.monotonic() + seconds
     while (waiting := [job_id for job_id in job_ids if not _dispatched(app, http, job_id)]):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"jobs not running after {seconds} s: {waiting}\n{app.host.logs()[-4000:]}")
+            raise RuntimeError(f"jobs not running and dispatched after {seconds} s: {waiting}\n"
+                               f"{app.host.logs()[-4000:]}")
         time.sleep(0.5)
 
 
@@ -266,6 +272,9 @@ def drive_pattern(app: App, job_id: UUID, follower: StreamFollower, pattern: Pat
     follower.wait_for(seqs, RECEIVE_TIMEOUT_S)
     with follower.arrived:
         parsed = {seq: follower.parsed_at[seq] for seq in seqs if seq in follower.parsed_at}
+        if not parsed:
+            raise RuntimeError(f"the reader of job {job_id} got none of {len(seqs)} item events ({pattern.name}): "
+                               f"statuses {dict(follower.statuses)}\n{app.host.logs()[-4000:]}")
         start, end = min(committed.values()), max([*parsed.values(), max(committed.values())])
         responses = sum(1 for at in follower.responses if start <= at <= end)
     return PatternRun(pattern.name, [parsed[seq] - committed[seq] for seq in parsed], len(seqs) - len(parsed),
